@@ -1,0 +1,1 @@
+"""Host-side software: datasets, bit packing, training loop, CLI."""
