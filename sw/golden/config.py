@@ -136,6 +136,8 @@ class NetworkConfig:
         if not isinstance(self.init_sigma, (int, float)) or self.init_sigma <= 0:
             raise ValueError(f"init_sigma must be positive, got {self.init_sigma!r}")
         object.__setattr__(self, "seed", check_seed(self.seed))
+        object.__setattr__(self, "_robustness",
+                           tuple(robustness_threshold(self.r, k) for k in sizes[1:]))
 
     @property
     def layers(self):
@@ -155,7 +157,7 @@ class NetworkConfig:
     @property
     def robustness(self):
         """Integer thresholds ``R_l = ceil(r * K_l)``, one per layer."""
-        return tuple(robustness_threshold(self.r, k) for k in self.sizes[1:])
+        return self._robustness
 
     def reinforce_threshold(self, layer, p_r):
         """16-bit threshold of layer ``layer`` for the current scale ``p_r``."""

@@ -5,12 +5,11 @@ Two techniques keep it exact:
 * Dot products of ±1 vectors run as ``float32`` matrix products. Every partial
   sum is an integer of magnitude at most the fan-in (< 2**24), so each one is
   represented exactly and the result equals the integer XNOR-popcount.
-* Saturating CP updates are order-dependent. For one neuron updated ``n`` times
-  in a minibatch with steps of ±2, the walk of each weight can hit at most one of
-  the bounds ``±h_max`` while ``n <= h_max``; then the sequential result is the
-  one-sided reflected walk ``h0 + S_n - max(0, max_j(h0 + S_j) - h_max)
-  + max(0, -h_max - min_j(h0 + S_j))`` over the prefix sums ``S_j``, computed for
-  all weights at once. Neurons updated more often fall back to a sequential loop.
+* Saturating CP updates are order-dependent, so the updates of one neuron are
+  applied one after the other in pattern order. Neurons are independent of each
+  other, so round ``r`` applies the ``r``-th update of every neuron at once: the
+  number of rounds is the largest number of updates any one neuron receives in
+  the minibatch (about 6 on Fashion-MNIST at 784-135-135, bs 100).
 """
 
 import numpy as np
@@ -27,6 +26,9 @@ class FastBMLP(BMLP):
     """Vectorised implementation of the training algorithm (bit-identical to the literal one)."""
 
     def _sync(self):
+        # Bounded weights of up to 15 bits are worked on as int16 (half the memory traffic).
+        if self.config.h_bits is not None and self.config.h_bits <= 15:
+            self.H = [np.ascontiguousarray(h, dtype=np.int16) for h in self.H]
         self._Wf = [np.where(h > 0, np.float32(1), np.float32(-1)) for h in self.H]
         self._Pf = [p.astype(np.float32) for p in self.P]
 
@@ -51,9 +53,14 @@ class FastBMLP(BMLP):
         yhat = (af @ self._Pf[l]).astype(np.int32)
         return z, af, yhat
 
-    def train_batch(self, a0, y):
-        """Train on one minibatch. Returns the number of last-layer errors (argmax != y)."""
-        a0, y = check_batch(self.config, a0, y)
+    def train_batch(self, a0, y, validate=True):
+        """Train on one minibatch. Returns the number of last-layer errors (argmax != y).
+
+        ``validate=False`` skips the input checks, for callers that checked the
+        whole dataset once with :func:`~xnorlearn.sw.golden.model.check_batch`.
+        """
+        if validate:
+            a0, y = check_batch(self.config, a0, y)
         cfg = self.config
         bs = len(y)
         a = a0.astype(np.float32)
@@ -69,7 +76,7 @@ class FastBMLP(BMLP):
             if l == cfg.layers - 1:
                 errors = int(np.count_nonzero(pred != y))
             gamma = cfg.gamma[l]
-            zs = z if cfg.z_max is None else np.clip(z, -cfg.z_max, cfg.z_max)
+            zs = z if cfg.z_max is None else np.clip(z, np.int32(-cfg.z_max), np.int32(cfg.z_max))
             rho = self.P[l][:, y].T  # (bs, K_l)
             delta = (zs * rho)[err].reshape(-1, cfg.sizes[l + 1] // gamma, gamma)
             masked = np.where(delta < 0, delta, _NO_CANDIDATE)
@@ -89,34 +96,33 @@ class FastBMLP(BMLP):
         return errors
 
     def _cp_update(self, l, a_prev, y, mus, ks):
-        cfg = self.config
+        h_max = self.config.h_max
         H = self.H[l]
+        bs = a_prev.shape[0]
+        if h_max is not None:
+            lo, hi = H.dtype.type(-h_max), H.dtype.type(h_max)
         order = np.argsort(ks, kind="stable")  # by neuron; pattern order kept inside
         ks, mus = ks[order], mus[order]
-        rho2 = 2 * self.P[l][ks, y[mus]].astype(np.int16)
-        inc = a_prev[mus].astype(np.int16) * rho2[:, None]
+        # Row mu of steps is +2 a^mu, row bs + mu is -2 a^mu: one gather finds any step.
+        a2 = a_prev.astype(H.dtype)
+        a2 *= 2
+        steps = np.concatenate([a2, -a2])
+        step_row = mus + bs * (self.P[l][ks, y[mus]] < 0)
         starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
+        counts = np.diff(np.r_[starts, ks.size])
+        rank = np.arange(ks.size) - np.repeat(starts, counts)
+        # Round r applies the r-th update of every neuron updated at least r+1 times:
+        # sequential per neuron, as the saturation demands, and vectorised across neurons.
+        for r in range(int(counts.max())):
+            sel = np.flatnonzero(rank == r) if r else starts
+            rows = ks[sel]
+            v = np.take(H, rows, axis=0)
+            v += np.take(steps, step_row[sel], axis=0)
+            if h_max is not None:
+                np.clip(v, lo, hi, out=v)
+            H[rows] = v
         cols = ks[starts]
-        if cfg.h_max is None:
-            H[cols] += np.add.reduceat(inc, starts, axis=0, dtype=np.int32)
-        else:
-            h_max = cfg.h_max
-            counts = np.diff(np.r_[starts, ks.size])
-            prefix = np.cumsum(inc, axis=0, dtype=np.int32)
-            offset = np.zeros((starts.size, prefix.shape[1]), dtype=np.int32)
-            offset[1:] = prefix[starts[1:] - 1]
-            h0 = H[cols]
-            total = prefix[np.r_[starts[1:], ks.size] - 1] - offset
-            high = h0 + np.maximum.reduceat(prefix, starts, axis=0) - offset
-            low = h0 + np.minimum.reduceat(prefix, starts, axis=0) - offset
-            new = (h0 + total - np.maximum(high - h_max, 0) + np.maximum(-h_max - low, 0))
-            for s in np.flatnonzero(counts > h_max):
-                h = h0[s].copy()
-                for row in inc[starts[s]:starts[s] + counts[s]]:
-                    h = np.clip(h + row, -h_max, h_max)
-                new[s] = h
-            H[cols] = new
-        self._Wf[l][cols] = np.where(H[cols] > 0, np.float32(1), np.float32(-1))
+        self._Wf[l][cols] = np.sign(np.take(H, cols, axis=0)).astype(np.float32)  # H is odd
 
     def _reinforce(self, l):
         cfg = self.config
@@ -127,5 +133,5 @@ class FastBMLP(BMLP):
             v = flat[idx]
             v += np.where(v > 0, 2, -2).astype(v.dtype)
             if cfg.h_max is not None:
-                np.clip(v, -cfg.h_max, cfg.h_max, out=v)
+                np.clip(v, v.dtype.type(-cfg.h_max), v.dtype.type(cfg.h_max), out=v)
             flat[idx] = v

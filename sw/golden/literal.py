@@ -102,8 +102,11 @@ class LiteralBMLP(BMLP):
             a_prev = act
         return layers
 
-    def train_batch(self, a0, y):
-        """Train on one minibatch. Returns the number of last-layer errors (argmax != y)."""
+    def train_batch(self, a0, y, validate=True):
+        """Train on one minibatch. Returns the number of last-layer errors (argmax != y).
+
+        Inputs are always checked (``validate`` exists for API compatibility).
+        """
         a0, y = check_batch(self.config, a0, y)
         cfg = self.config
         y = [int(v) for v in y]

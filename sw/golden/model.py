@@ -171,7 +171,7 @@ class BMLP:
         }
         arrays = {}
         for l in range(self._config.layers):
-            arrays[f"H{l}"] = self.H[l]
+            arrays[f"H{l}"] = self.H[l].astype(np.int32)
             arrays[f"P{l}"] = self.P[l]
             arrays[f"theta{l}"] = self.theta[l]
             arrays[f"flip{l}"] = self.flip[l]

@@ -162,13 +162,15 @@ def reinforce_mask_indices(seed, layer, t, count, threshold):
     """Flat indices ``j`` whose draw is below ``threshold`` (sorted ascending)."""
     if threshold <= 0:
         return np.empty(0, dtype=np.intp)
+    if threshold >= DRAW_ONE:
+        return np.arange(count, dtype=np.intp)
     pairs = (count + 1) // 2
     x = _pair_cache.weyl(pairs) + np.uint32(reinforce_key(seed, layer, t))
     mix32_array(x)
-    thr = np.uint32(min(threshold, DRAW_ONE))
-    hi = np.flatnonzero((x >> np.uint32(16)) < thr) * 2
-    lo = np.flatnonzero((x & np.uint32(0xFFFF)) < thr) * 2 + 1
-    idx = np.concatenate([hi, lo])
+    # Viewed as little-endian uint16 pairs, element 2m is the low half (weight 2m+1)
+    # and element 2m+1 the high half (weight 2m): the weight index is q XOR 1.
+    halves = x.astype("<u4", copy=False).view("<u2")
+    idx = np.flatnonzero(halves < np.uint16(threshold)) ^ 1
     idx.sort()
     if count % 2 and idx.size and idx[-1] == count:
         idx = idx[:-1]

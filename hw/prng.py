@@ -1,0 +1,302 @@
+"""Hardware side of the counter-based PRNG (:mod:`xnorlearn.sw.golden.prng`).
+
+:class:`Mix32` is the pipelined lowbias32 hash, :class:`ReinforceDraws` turns
+a sweep key and a start weight index into the 16-bit reinforcement draws of
+``lanes`` consecutive hidden weights, one word per cycle. Both are bit-exact
+with the golden model.
+
+The sweep key ``reinforce_key(seed, layer, t)`` is computed by the host (it
+changes once per layer and minibatch; three scalar hashes in software) and
+travels with every request, so requests of different sweeps may follow each
+other back to back.
+
+Both components are free-running pipelines with one register per stage and
+per-stage clock enables: a stage moves when the stage after it is empty or
+moving, so bubbles collapse and nothing is lost or duplicated under
+backpressure. Ready therefore depends combinationally on the downstream
+ready; valid never depends on ready.
+"""
+
+from amaranth import Module, Mux, Shape, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from xnorlearn.sw.golden.prng import DRAW_BITS, GOLDEN, MASK32
+
+__all__ = ["Mix32", "ReinforceDraws"]
+
+_M1 = 0x7FEB352D
+_M2 = 0x846CA68B
+
+
+def _check_int(name, value, lo, hi):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in {lo}..{hi}, got {value}")
+    return value
+
+
+def _check_tag_shape(tag_shape):
+    """``None`` or a shape-like of at least one bit (zero-width ports are not valid Verilog)."""
+    if tag_shape is None:
+        return None
+    try:
+        width = Shape.cast(tag_shape).width
+    except TypeError:
+        raise TypeError(f"tag_shape must be None or a shape-like object, not {tag_shape!r}") from None
+    if width == 0:
+        raise ValueError(f"tag_shape must be None or at least 1 bit wide, got {tag_shape!r}")
+    return tag_shape
+
+
+def _with_tag(fields, tag_shape):
+    if tag_shape is not None:
+        fields = {**fields, "tag": tag_shape}
+    return data.StructLayout(fields)
+
+
+def _stall_pipeline(m, depth, i, o, *, prefix):
+    """Valid bits and clock enables of a ``depth``-stage pipeline from stream ``i`` to ``o``.
+
+    Returns the list of enables; the caller registers stage ``k``'s data under
+    ``en[k]``. Stage ``depth - 1`` is the output register.
+    """
+    valid = [Signal(name=f"{prefix}_valid{k}") for k in range(depth)]
+    en = [Signal(name=f"{prefix}_en{k}") for k in range(depth)]
+    m.d.comb += en[-1].eq(~valid[-1] | o.ready)
+    for k in reversed(range(depth - 1)):
+        m.d.comb += en[k].eq(~valid[k] | en[k + 1])
+    prev = i.valid
+    for k in range(depth):
+        with m.If(en[k]):
+            m.d.sync += valid[k].eq(prev)
+        prev = valid[k]
+    m.d.comb += [i.ready.eq(en[0]), o.valid.eq(valid[-1])]
+    return en
+
+
+def _mul_const(value, const):
+    """Low 32 bits of ``value * const`` (one constant multiplier; DSP blocks)."""
+    return (value * const)[:32]
+
+
+class Mix32(wiring.Component):
+    """Pipelined lowbias32 hash of ``lanes`` 32-bit words per cycle.
+
+    Computes :func:`xnorlearn.sw.golden.prng.mix32` of every lane::
+
+        x ^= x >> 16;  x *= 0x7FEB352D;  x ^= x >> 15;  x *= 0x846CA68B;  x ^= x >> 16
+
+    (all modulo 2**32). Each xor-shift has its own register stage and each
+    constant multiplication is followed by ``mul_stages`` registers, so the
+    multiplier's operand and product registers can be absorbed into DSP blocks
+    (a 32x32 low-half product takes three 18x18 multipliers).
+
+    Parameters
+    ----------
+    lanes : int
+        Words hashed in parallel, 1..1024.
+    mul_stages : int
+        Register stages after each multiplication, 1..4 (default 2).
+    tag_shape : shape-like or None
+        Shape of an opaque ``tag`` carried from input to output alongside the
+        words (``None``, the default: no ``tag`` field).
+
+    Attributes
+    ----------
+    lanes, mul_stages, tag_shape
+        The parameters (read only).
+    latency : int
+        Cycles from an accepted input to its valid output when nothing stalls:
+        ``3 + 2 * mul_stages``. Throughput: one item per cycle.
+
+    Members
+    -------
+    i : ``In(stream.Signature(StructLayout({"x": ArrayLayout(unsigned(32), lanes), "tag": tag_shape})))``
+        Words to hash.
+    o : ``Out(stream.Signature(StructLayout({"x": ArrayLayout(unsigned(32), lanes), "tag": tag_shape})))``
+        Their hashes, in order; ``o.x[n] = mix32(i.x[n])``.
+
+    Raises
+    ------
+    TypeError
+        If a parameter has the wrong type.
+    ValueError
+        If a parameter is out of range.
+    """
+
+    def __init__(self, *, lanes=1, mul_stages=2, tag_shape=None):
+        self._lanes = _check_int("lanes", lanes, 1, 1024)
+        self._mul_stages = _check_int("mul_stages", mul_stages, 1, 4)
+        self._tag_shape = _check_tag_shape(tag_shape)
+        layout = _with_tag({"x": data.ArrayLayout(32, lanes)}, self._tag_shape)
+        super().__init__({
+            "i": In(stream.Signature(layout)),
+            "o": Out(stream.Signature(layout)),
+        })
+
+    @property
+    def lanes(self):
+        return self._lanes
+
+    @property
+    def mul_stages(self):
+        return self._mul_stages
+
+    @property
+    def tag_shape(self):
+        return self._tag_shape
+
+    @property
+    def latency(self):
+        return 3 + 2 * self._mul_stages
+
+    def elaborate(self, platform):
+        m = Module()
+        copy = lambda x: x
+        ops = ([lambda x: x ^ (x >> 16), lambda x: _mul_const(x, _M1)]
+               + [copy] * (self._mul_stages - 1)
+               + [lambda x: x ^ (x >> 15), lambda x: _mul_const(x, _M2)]
+               + [copy] * (self._mul_stages - 1)
+               + [lambda x: x ^ (x >> 16)])
+        en = _stall_pipeline(m, len(ops), self.i, self.o, prefix="mix")
+        layout = self.i.payload.shape()
+        prev = self.i.payload
+        for k, op in enumerate(ops):
+            stage = self.o.payload if k == len(ops) - 1 else Signal(layout, name=f"stage{k}")
+            with m.If(en[k]):
+                m.d.sync += [stage.x[n].eq(op(prev.x[n])) for n in range(self._lanes)]
+                if self._tag_shape is not None:
+                    m.d.sync += stage.tag.eq(prev.tag)
+            prev = stage
+        return m
+
+
+class ReinforceDraws(wiring.Component):
+    """Reinforcement draws of ``lanes`` consecutive hidden weights per cycle.
+
+    For each request ``(key, start)`` it returns the 16-bit draws of weights
+    ``j = start .. start + lanes - 1`` of the sweep with key ``key``, i.e.
+    ``draw[n] == reinforce_draw(seed, layer, t, start + n)`` when ``key ==
+    reinforce_key(seed, layer, t)``: weight ``j`` uses ``x = word(key, j >> 1)``
+    and takes ``x >> 16`` for even ``j``, ``x & 0xFFFF`` for odd ``j``. A
+    sequential sweep sends ``start = j0, j0 + lanes, j0 + 2 * lanes, ...``; any
+    start, odd ones included, gives the right draws, and requests are
+    independent (random access, different keys back to back).
+
+    The pair counter is multiplied by the Weyl constant once per request
+    (``key + (start >> 1) * GOLDEN``), then ``lanes // 2 + 1`` hashers run in
+    parallel on consecutive counters; the last one is used only by odd starts.
+
+    Parameters
+    ----------
+    lanes : int
+        Draws per output word, an even number in 2..1024.
+    mul_stages : int
+        Register stages after each multiplication, 1..4 (default 2).
+    tag_shape : shape-like or None
+        Shape of an opaque ``tag`` carried from request to draws (``None``,
+        the default: no ``tag`` field). The update engine's other operands can
+        ride here so that the draws and the weights they apply to stay aligned.
+
+    Attributes
+    ----------
+    lanes, mul_stages, tag_shape
+        The parameters (read only).
+    latency : int
+        Cycles from an accepted request to its valid draws when nothing stalls:
+        ``5 + 3 * mul_stages``. Throughput: one word of ``lanes`` draws per cycle.
+
+    Members
+    -------
+    i : ``In(stream.Signature(StructLayout({"key": unsigned(32), "start": unsigned(32), "tag": tag_shape})))``
+        Requests: sweep key (``reinforce_key(seed, layer, t)``, computed by the
+        host) and index of the first weight.
+    o : ``Out(stream.Signature(StructLayout({"draw": ArrayLayout(unsigned(16), lanes), "tag": tag_shape})))``
+        Draws in request order; ``draw[n]`` belongs to weight ``start + n``.
+
+    Raises
+    ------
+    TypeError
+        If a parameter has the wrong type.
+    ValueError
+        If a parameter is out of range, or ``lanes`` is odd.
+    """
+
+    def __init__(self, *, lanes, mul_stages=2, tag_shape=None):
+        self._lanes = _check_int("lanes", lanes, 2, 1024)
+        if lanes % 2:
+            raise ValueError(f"lanes must be even (draws come in pairs), got {lanes}")
+        self._mul_stages = _check_int("mul_stages", mul_stages, 1, 4)
+        self._tag_shape = _check_tag_shape(tag_shape)
+        super().__init__({
+            "i": In(stream.Signature(_with_tag({"key": 32, "start": 32}, self._tag_shape))),
+            "o": Out(stream.Signature(_with_tag(
+                {"draw": data.ArrayLayout(DRAW_BITS, lanes)}, self._tag_shape))),
+        })
+
+    @property
+    def lanes(self):
+        return self._lanes
+
+    @property
+    def mul_stages(self):
+        return self._mul_stages
+
+    @property
+    def tag_shape(self):
+        return self._tag_shape
+
+    @property
+    def latency(self):
+        return (self._mul_stages + 2) + (3 + 2 * self._mul_stages)
+
+    def elaborate(self, platform):
+        m = Module()
+        hashers = self._lanes // 2 + 1
+        side = _with_tag({"odd": 1}, self._tag_shape)
+        m.submodules.mix = mix = Mix32(lanes=hashers, mul_stages=self._mul_stages, tag_shape=side)
+
+        # Front: base = key + (start >> 1) * GOLDEN, then hasher n gets base + n * GOLDEN.
+        front = data.StructLayout({"key": 32, "pair": 31, "base": 32, "side": side})
+        depth = self._mul_stages + 2
+        en = _stall_pipeline(m, depth, self.i, mix.i, prefix="front")
+        stages = [Signal(front, name=f"front{k}") for k in range(depth)]
+        with m.If(en[0]):
+            m.d.sync += [
+                stages[0].key.eq(self.i.payload.key),
+                stages[0].pair.eq(self.i.payload.start[1:]),
+                stages[0].side.odd.eq(self.i.payload.start[0]),
+            ]
+            if self._tag_shape is not None:
+                m.d.sync += stages[0].side.tag.eq(self.i.payload.tag)
+        for k in range(1, depth):
+            with m.If(en[k]):
+                m.d.sync += [stages[k].key.eq(stages[k - 1].key),
+                             stages[k].side.eq(stages[k - 1].side)]
+                if k == 1:
+                    m.d.sync += stages[k].base.eq(_mul_const(stages[0].pair, GOLDEN))
+                elif k < depth - 1:
+                    m.d.sync += stages[k].base.eq(stages[k - 1].base)
+                else:
+                    m.d.sync += stages[k].base.eq((stages[k - 1].key + stages[k - 1].base)[:32])
+        last = stages[-1]
+        m.d.comb += mix.i.payload.tag.eq(last.side)
+        for n in range(hashers):
+            m.d.comb += mix.i.payload.x[n].eq((last.base + ((n * GOLDEN) & MASK32))[:32])
+
+        # Back: weight start + n uses pair (odd + n) >> 1, high half when odd + n is even.
+        odd = mix.o.payload.tag.odd
+        for n in range(self._lanes):
+            even_draw = _half(mix.o.payload.x[n >> 1], n & 1)
+            odd_draw = _half(mix.o.payload.x[(n + 1) >> 1], (n + 1) & 1)
+            m.d.comb += self.o.payload.draw[n].eq(Mux(odd, odd_draw, even_draw))
+        if self._tag_shape is not None:
+            m.d.comb += self.o.payload.tag.eq(mix.o.payload.tag.tag)
+        m.d.comb += [self.o.valid.eq(mix.o.valid), mix.o.ready.eq(self.o.ready)]
+        return m
+
+
+def _half(x, low):
+    return x[:16] if low else x[16:]

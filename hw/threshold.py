@@ -1,0 +1,146 @@
+"""Sign / threshold unit: ``a = (z >= theta[k]) XOR flip[k]`` per neuron ``k``."""
+
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+__all__ = ["ThresholdUnit"]
+
+
+def _check_int(name, value, lo, hi):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be {lo}..{hi}, got {value}")
+
+
+class ThresholdUnit(wiring.Component):
+    """Binary activation of a pre-activation against a per-neuron threshold.
+
+    For each input ``(index, z)`` the unit returns the bit
+    ``a = (z >= theta[index]) XOR flip[index]`` (bit 1 means +1), as
+    :func:`xnorlearn.sw.golden.literal.threshold_unit` defines it. With
+    ``theta = 0`` and ``flip = 0`` (the reset contents) this is ``sign(z)`` with
+    ``sign(0) = +1``, the activation used during training; a batch norm folded
+    into a threshold (``theta`` the rounded threshold, ``flip`` set where the
+    batch-norm scale is negative) uses the same unit for inference.
+
+    ``theta`` and ``flip`` live in a memory of ``max_neurons`` entries with one
+    synchronous read port, written through ``load``. A write is seen by an
+    input accepted in the same cycle or later. Latency is one cycle and the
+    throughput one result per cycle; the single output register stalls when
+    ``o.ready`` is low (``i.ready = ~o.valid | o.ready``).
+
+    Parameters
+    ----------
+    max_neurons : int
+        Entries of the threshold memory, 1..65536.
+    z_width : int
+        Width of the signed pre-activation ``z``, 2..32.
+    theta_width : int or None
+        Width of the signed thresholds, 2..32; ``None`` (default) uses ``z_width``.
+
+    Members
+    -------
+    load : ``In(stream.Signature(load_layout))``
+        Memory write port. Payload fields: ``index``, ``theta`` (signed),
+        ``flip`` (1 bit). ``load.ready`` is always 1: a write happens in every
+        cycle ``load.valid`` is high. (The stream is not declared
+        ``always_ready`` so that the unit can be a top-level Verilog module.)
+    i : ``In(stream.Signature(input_layout))``
+        Payload fields: ``index`` (neuron, ``0..max_neurons-1``), ``z`` (signed).
+    o : ``Out(stream.Signature(output_layout))``
+        One result per input, in order. Payload field: ``a`` (1 bit, 1 means +1).
+
+    Attributes
+    ----------
+    max_neurons, z_width, theta_width : int
+        The parameters (``theta_width`` resolved).
+    theta_min, theta_max : int
+        Range of a storable ``theta``.
+    load_layout, input_layout, output_layout : amaranth.lib.data.StructLayout
+        Payload layouts of ``load``, ``i`` and ``o``.
+
+    Raises
+    ------
+    TypeError
+        If a parameter is not an integer (or None for ``theta_width``).
+    ValueError
+        If a parameter is out of its range.
+    """
+
+    def __init__(self, *, max_neurons, z_width, theta_width=None):
+        _check_int("max_neurons", max_neurons, 1, 65536)
+        _check_int("z_width", z_width, 2, 32)
+        if theta_width is None:
+            theta_width = z_width
+        _check_int("theta_width", theta_width, 2, 32)
+        self._max_neurons = max_neurons
+        self._z_width = z_width
+        self._theta_width = theta_width
+
+        index_shape = unsigned(ceil_log2(max_neurons))
+        self._entry_layout = data.StructLayout({
+            "theta": signed(theta_width),
+            "flip": unsigned(1),
+        })
+        self._load_layout = data.StructLayout({
+            "index": index_shape,
+            "theta": signed(theta_width),
+            "flip": unsigned(1),
+        })
+        self._input_layout = data.StructLayout({
+            "index": index_shape,
+            "z": signed(z_width),
+        })
+        self._output_layout = data.StructLayout({
+            "a": unsigned(1),
+        })
+        super().__init__({
+            "load": In(stream.Signature(self._load_layout)),
+            "i": In(stream.Signature(self._input_layout)),
+            "o": Out(stream.Signature(self._output_layout)),
+        })
+
+    max_neurons = property(lambda self: self._max_neurons)
+    z_width = property(lambda self: self._z_width)
+    theta_width = property(lambda self: self._theta_width)
+    theta_min = property(lambda self: -2 ** (self._theta_width - 1))
+    theta_max = property(lambda self: 2 ** (self._theta_width - 1) - 1)
+    load_layout = property(lambda self: self._load_layout)
+    input_layout = property(lambda self: self._input_layout)
+    output_layout = property(lambda self: self._output_layout)
+
+    def elaborate(self, platform):
+        m = Module()
+
+        m.submodules.table = table = Memory(shape=self._entry_layout,
+                                            depth=self._max_neurons, init=[])
+        wr = table.write_port()
+        rd = table.read_port(transparent_for=(wr,))
+        m.d.comb += [
+            wr.addr.eq(self.load.payload.index),
+            wr.data.theta.eq(self.load.payload.theta),
+            wr.data.flip.eq(self.load.payload.flip),
+            wr.en.eq(self.load.valid),
+            self.load.ready.eq(1),
+        ]
+
+        # One register stage: the read port's data and `z` advance together,
+        # and both hold while the output is stalled.
+        advance = ~self.o.valid | self.o.ready
+        z = Signal(signed(self._z_width))
+        m.d.comb += [
+            self.i.ready.eq(advance),
+            rd.addr.eq(self.i.payload.index),
+            rd.en.eq(advance),
+        ]
+        with m.If(advance):
+            m.d.sync += [
+                self.o.valid.eq(self.i.valid),
+                z.eq(self.i.payload.z),
+            ]
+        m.d.comb += self.o.payload.a.eq((z >= rd.data.theta) ^ rd.data.flip)
+        return m

@@ -1,0 +1,181 @@
+"""Metaplastic update engine: saturating increment/decrement of packed hidden weights.
+
+The engine is the read-modify-write datapath of the CP+R update. The
+sequencer streams words of ``lanes`` hidden weights through it (read from the
+weight memory) and writes back the updated word together with its packed sign
+bits ``W``, so ``W`` never goes stale. Per word, one of three operations:
+
+* CP step (:func:`xnorlearn.sw.golden.literal.cp_step`):
+  ``h += 2 * a * rho``, i.e. ``+2`` where the activation bit equals ``rho``,
+  ``-2`` elsewhere;
+* reinforcement (:func:`xnorlearn.sw.golden.literal.reinforce_step`):
+  ``h += 2 * sign(h)`` (``sign(0) = -1``, as the golden model) where
+  ``draw < threshold``;
+* pass-through.
+
+Results saturate at ``±h_max``, ``h_max = 2**(h_bits-1) - 1``.
+
+The reinforcement draws come in on the stream (``draw`` field), normally from a
+:class:`xnorlearn.hw.prng.ReinforceDraws` whose ``tag`` carries the rest of
+the word, so the engine itself holds no random state and the number of hash
+units can be chosen apart from the number of update lanes.
+"""
+
+from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from xnorlearn.sw.golden.prng import DRAW_BITS
+from xnorlearn.hw.prng import _check_int, _check_tag_shape, _stall_pipeline, _with_tag
+
+__all__ = ["UpdateOp", "UpdateEngine"]
+
+THRESHOLD_BITS = DRAW_BITS + 1  # 0 .. DRAW_ONE inclusive
+
+
+class UpdateOp(enum.Enum, shape=2):
+    """Operation applied to one word; the unused encoding 3 passes the word through."""
+    PASS = 0
+    CP = 1
+    REINFORCE = 2
+
+
+class UpdateEngine(wiring.Component):
+    """Saturating CP / reinforcement update of ``lanes`` hidden weights per cycle.
+
+    For each input word the engine returns the updated hidden weights ``h``
+    and their packed signs ``w`` (bit ``n`` is 1 when ``h[n] > 0``, i.e. the
+    binary weight is +1). Lanes whose ``mask`` bit is 0 (the padding of a
+    partial last word) are returned unchanged and their ``w`` bits are 0, the
+    project's padding value. Any ``h`` in the signed ``h_bits`` range is
+    accepted (the golden functions are matched for even values and ``-2**(h_bits-1)``
+    too), though training only ever stores odd values within ``±h_max``.
+
+    Parameters
+    ----------
+    lanes : int
+        Hidden weights per word, 8..1024.
+    h_bits : int
+        Bits of a signed hidden weight, 2..16 (default 8); ``h_max = 2**(h_bits-1) - 1``.
+    tag_shape : shape-like or None
+        Shape of an opaque ``tag`` carried from input to output (for example
+        the write-back address); ``None`` (the default) for no ``tag`` field.
+
+    Attributes
+    ----------
+    lanes, h_bits, tag_shape
+        The parameters (read only).
+    h_max : int
+        Saturation bound ``2**(h_bits-1) - 1``.
+    latency : int
+        1: the output word is registered. Throughput: one word per cycle.
+
+    Members
+    -------
+    i : ``In(stream.Signature(input_layout))``
+        Words to update, fields:
+
+        ``op`` : :class:`UpdateOp`
+            What to do with the word.
+        ``h`` : ``ArrayLayout(signed(h_bits), lanes)``
+            Hidden weights.
+        ``a`` : ``unsigned(lanes)``
+            Packed input activations of the CP step (bit 1 = +1).
+        ``rho`` : ``unsigned(1)``
+            Sign of the CP step for the whole word (1 = +1).
+        ``mask`` : ``unsigned(lanes)``
+            Lanes to update; 0 leaves a lane untouched.
+        ``draw`` : ``ArrayLayout(unsigned(16), lanes)``
+            Reinforcement draws of the word's weights.
+        ``threshold`` : ``unsigned(17)``
+            A lane is reinforced when ``draw < threshold``: 0 reinforces
+            none, 65536 (or more) all.
+        ``tag`` : ``tag_shape``
+            Passed through (only if ``tag_shape`` is not ``None``).
+    o : ``Out(stream.Signature(output_layout))``
+        Updated words in order, fields ``h`` (as above), ``w`` (``unsigned(lanes)``,
+        packed signs) and ``tag``.
+
+    Raises
+    ------
+    TypeError
+        If a parameter has the wrong type.
+    ValueError
+        If a parameter is out of range.
+    """
+
+    def __init__(self, *, lanes, h_bits=8, tag_shape=None):
+        self._lanes = _check_int("lanes", lanes, 8, 1024)
+        self._h_bits = _check_int("h_bits", h_bits, 2, 16)
+        self._tag_shape = _check_tag_shape(tag_shape)
+        h_layout = data.ArrayLayout(signed(h_bits), lanes)
+        self._input_layout = _with_tag({
+            "op": UpdateOp,
+            "h": h_layout,
+            "a": unsigned(lanes),
+            "rho": unsigned(1),
+            "mask": unsigned(lanes),
+            "draw": data.ArrayLayout(DRAW_BITS, lanes),
+            "threshold": unsigned(THRESHOLD_BITS),
+        }, self._tag_shape)
+        self._output_layout = _with_tag({"h": h_layout, "w": unsigned(lanes)}, self._tag_shape)
+        super().__init__({
+            "i": In(stream.Signature(self._input_layout)),
+            "o": Out(stream.Signature(self._output_layout)),
+        })
+
+    @property
+    def lanes(self):
+        return self._lanes
+
+    @property
+    def h_bits(self):
+        return self._h_bits
+
+    @property
+    def tag_shape(self):
+        return self._tag_shape
+
+    @property
+    def h_max(self):
+        return (1 << (self._h_bits - 1)) - 1
+
+    @property
+    def latency(self):
+        return 1
+
+    @property
+    def input_layout(self):
+        """Layout of the ``i`` payload."""
+        return self._input_layout
+
+    @property
+    def output_layout(self):
+        """Layout of the ``o`` payload."""
+        return self._output_layout
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.i.payload
+        out = self.o.payload
+        h_max = self.h_max
+        (en,) = _stall_pipeline(m, 1, self.i, self.o, prefix="upd")
+
+        is_cp = Signal()
+        is_reinforce = Signal()
+        m.d.comb += [is_cp.eq(p.op == UpdateOp.CP), is_reinforce.eq(p.op == UpdateOp.REINFORCE)]
+        for n in range(self._lanes):
+            h = p.h[n]
+            hit = p.draw[n] < p.threshold
+            act = p.mask[n] & (is_cp | (is_reinforce & hit))
+            up = Mux(is_cp, ~(p.a[n] ^ p.rho), h > 0)
+            stepped = h + Mux(up, 2, -2)
+            saturated = Mux(stepped > h_max, h_max, Mux(stepped < -h_max, -h_max, stepped))
+            new = Signal(signed(self._h_bits), name=f"new{n}")
+            m.d.comb += new.eq(Mux(act, saturated, h))
+            with m.If(en):
+                m.d.sync += [out.h[n].eq(new), out.w[n].eq(p.mask[n] & (new > 0))]
+        if self._tag_shape is not None:
+            with m.If(en):
+                m.d.sync += out.tag.eq(p.tag)
+        return m

@@ -1,0 +1,169 @@
+"""Command line: ``xnorlearn train``.
+
+Every argument is checked before any data is loaded or any training starts;
+a bad one ends the command with exit status 2 and a message naming the
+problem and the allowed range.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["main", "build_parser"]
+
+DEVICES = ("golden",)
+
+
+def _int_or_none(text):
+    if text.lower() in ("none", "unbounded", "0"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from None
+
+
+def _positive(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="xnorlearn",
+                                description="Train binary MLPs with CP+R, on an FPGA or its models.")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train a binary MLP and report per-epoch accuracy",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    t.add_argument("--device", default="golden", choices=DEVICES,
+                   help="where to train: the bit-exact golden model")
+    t.add_argument("--dataset", default="auto",
+                   help="fashion-mnist, mnist, synthetic, a directory of IDX files, or auto "
+                        "(Fashion-MNIST if installed, else synthetic)")
+    t.add_argument("--data-dir", default=None, help="directory holding the dataset's IDX files")
+    t.add_argument("--hidden", type=_positive, nargs="+", default=[135, 135], metavar="K",
+                   help="hidden layer widths")
+    t.add_argument("--epochs", type=_positive, default=30)
+    t.add_argument("--batch-size", type=_positive, default=100)
+    t.add_argument("--seed", type=int, default=0, help="32-bit seed of every random stream")
+    t.add_argument("--out", default="runs/train", help="output directory")
+    t.add_argument("--gamma", type=_positive, nargs="+", default=None, metavar="G",
+                   help="group size per layer (default: the divisor of the width closest to 75)")
+    t.add_argument("--r", type=float, default=0.25, help="robustness r (R_l = ceil(r K_l))")
+    t.add_argument("--p-r", type=float, default=0.5, help="reinforcement probability scale p_r")
+    t.add_argument("--h-bits", type=_int_or_none, default=8,
+                   help="bits of the hidden weights (none = unbounded)")
+    t.add_argument("--z-bits", type=_int_or_none, default=8,
+                   help="bits of the pre-activations used for selection (none = exact)")
+    t.add_argument("--schedule", choices=("code", "paper"), default="code")
+    t.add_argument("--reinforce-n", choices=("fan_in", "width"), default="fan_in")
+    t.add_argument("--init", choices=("pm1", "normal"), default="pm1")
+    t.add_argument("--impl", choices=("fast", "literal"), default="fast",
+                   help="golden-model implementation")
+    t.add_argument("--train-limit", type=_positive, default=None,
+                   help="use only the first N training patterns")
+    t.add_argument("--test-limit", type=_positive, default=None,
+                   help="use only the first N test patterns")
+    t.add_argument("--resume", default=None, metavar="MODEL",
+                   help="continue from a model file written by an earlier run")
+    t.add_argument("--quiet", action="store_true", help="no progress line")
+    return p
+
+
+def _fail(parser, message):
+    parser.error(message)
+
+
+def cmd_train(args, parser):
+    from .datasets import DatasetError, MedianBinarizer, find_dataset_dir, load_dataset
+    from .golden import IMPLEMENTATIONS, NetworkConfig
+    from .train import Progress, train
+
+    if not 0 <= args.seed <= 0xFFFFFFFF:
+        _fail(parser, f"--seed must be in 0..{0xFFFFFFFF}, got {args.seed}")
+    if args.resume and not Path(args.resume).is_file():
+        _fail(parser, f"--resume: {args.resume} is not a file")
+    dataset = args.dataset
+    if dataset == "auto":
+        if find_dataset_dir("fashion-mnist", args.data_dir) is not None:
+            dataset = "fashion-mnist"
+        else:
+            print("Fashion-MNIST not found (install Debian's dataset-fashion-mnist); "
+                  "training on the generated 'synthetic' dataset instead", file=sys.stderr)
+            dataset = "synthetic"
+    try:
+        data = load_dataset(dataset, args.data_dir, seed=args.seed)
+    except DatasetError as e:
+        _fail(parser, str(e))
+    data = data.limit(args.train_limit, args.test_limit)
+    try:
+        config = NetworkConfig(
+            sizes=(data.features, *args.hidden), classes=data.classes,
+            gamma=tuple(args.gamma) if args.gamma else None, r=args.r, h_bits=args.h_bits,
+            z_bits=args.z_bits, p_r=args.p_r, schedule=args.schedule,
+            reinforce_n=args.reinforce_n, init=args.init, seed=args.seed)
+    except (TypeError, ValueError) as e:
+        _fail(parser, f"bad network configuration: {e}")
+    impl = IMPLEMENTATIONS[args.impl]
+    if args.resume:
+        try:
+            model = impl.load(args.resume)
+        except ValueError as e:
+            _fail(parser, str(e))
+        if model.config.sizes[0] != data.features or model.config.classes != data.classes:
+            _fail(parser, f"--resume: the model takes {model.config.sizes[0]} features and "
+                          f"{model.config.classes} classes, the dataset has {data.features} "
+                          f"and {data.classes}")
+        config = model.config
+    else:
+        model = impl(config)
+    binarizer = MedianBinarizer().fit(data.x_train)
+    arrays = {"a_train": binarizer.transform(data.x_train), "y_train": data.y_train,
+              "a_test": binarizer.transform(data.x_test), "y_test": data.y_test}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "binarizer.npy", binarizer.thresholds)
+    arch = "-".join(str(k) for k in config.sizes)
+    print(f"xnorlearn train: {args.device} ({args.impl}), {data.name} "
+          f"({len(data.y_train)} train / {len(data.y_test)} test, {data.classes} classes), "
+          f"network {arch}, gamma {list(config.gamma)}, R {list(config.robustness)}, "
+          f"h_bits {config.h_bits}, z_bits {config.z_bits}, bs {args.batch_size}, "
+          f"seed {config.seed}")
+    start = time.perf_counter()
+    meta = {"dataset": data.name, "device": args.device, "impl": args.impl,
+            "train_patterns": len(data.y_train), "test_patterns": len(data.y_test)}
+    metrics = train(model, arrays, epochs=args.epochs, batch_size=args.batch_size, out_dir=out,
+                    progress=Progress(enabled=not args.quiet), meta=meta,
+                    plot_title=f"{data.name} {arch}, bs {args.batch_size}, seed {config.seed}")
+    if metrics:
+        best = max(m["test_accuracy"] for m in metrics)
+        print(f"done in {time.perf_counter() - start:.1f} s: final test accuracy "
+              f"{100 * metrics[-1]['test_accuracy']:.2f}% (best {100 * best:.2f}%); "
+              f"wrote {out / 'metrics.json'}, {out / 'model.npz'}, {out / 'accuracy.png'}")
+    else:
+        print(f"nothing to do: the model has already trained {model.epoch} epochs")
+    return 0
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        try:
+            return cmd_train(args, parser)
+        except KeyboardInterrupt:
+            print("\ninterrupted; the last completed epoch is saved in the output directory",
+                  file=sys.stderr)
+            return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
