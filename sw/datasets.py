@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DatasetError", "Dataset", "read_idx", "load_idx_dir", "find_dataset_dir",
+__all__ = ["DatasetError", "Dataset", "read_idx", "write_idx", "load_idx_dir", "find_dataset_dir",
            "load_dataset", "synthetic", "MedianBinarizer", "IDX_NAMES", "DATASET_NAMES"]
 
 IDX_NAMES = {
@@ -97,6 +97,26 @@ def read_idx(path):
         raise DatasetError(f"{path}: {have - need} bytes beyond the {dims} array the header "
                            f"declares; the file is corrupt")
     return np.frombuffer(raw, dtype=dtype, offset=offset).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def write_idx(path, array, compress=None):
+    """Write ``array`` (uint8, int8, >i2, >i4, >f4 or >f8 data) as an IDX file.
+
+    ``compress`` defaults to whether ``path`` ends in ``.gz``.
+    """
+    array = np.asarray(array)
+    codes = {np.dtype(v).newbyteorder("="): k for k, v in _IDX_TYPES.items()}
+    code = codes.get(array.dtype.newbyteorder("="))
+    if code is None:
+        raise ValueError(f"IDX cannot hold dtype {array.dtype}")
+    if array.ndim < 1 or array.ndim > 255:
+        raise ValueError(f"IDX needs 1..255 dimensions, got {array.ndim}")
+    header = bytes([0, 0, code, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape)
+    raw = header + array.astype(_IDX_TYPES[code], copy=False).tobytes()
+    if compress is None:
+        compress = str(path).endswith(".gz")
+    Path(path).write_bytes(gzip.compress(raw) if compress else raw)
 
 
 def _find_file(directory, stem):
