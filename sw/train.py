@@ -67,7 +67,7 @@ def plot_metrics(metrics, path, title=""):
     plt.close(fig)
 
 
-def train(model, data, *, epochs, batch_size, out_dir=None, log=print, progress=None,
+def train(model, data, *, epochs, batch_size, out_dir=None, log=None, progress=None,
           plot_title="", meta=None):
     """Train ``model`` on binarised ``data`` up to ``epochs`` epochs in total.
 
@@ -98,6 +98,7 @@ def train(model, data, *, epochs, batch_size, out_dir=None, log=print, progress=
     n = len(y_train)
     seed = model.config.seed
     progress = progress or Progress(enabled=False)
+    log = log or (lambda text: print(text, flush=True))
     out = Path(out_dir) if out_dir is not None else None
     metrics = []
     if out is not None and (out / "metrics.json").exists() and model.epoch > 0:
