@@ -75,8 +75,9 @@ class LocalClassifier(wiring.Component):
     Timing: one input item per cycle. The scores are summed by ``classes`` up/down counters;
     the argmax / top-2 search is a combinational tournament tree of
     ``ceil(log2(classes))`` levels (4 for 16 classes, 3 comparators per node) between two
-    pipeline registers. ``o.valid`` rises 3 cycles after the ``last`` item is accepted
-    (accumulate -> tree -> margin and decision). Up to three patterns are in flight, so a
+    pipeline registers. Latency 3 cycles (accumulate -> tree -> margin and decision): the
+    result can be taken on the third clock edge after the one that accepts the ``last``
+    item. Up to three patterns are in flight, so a
     stream of one-neuron patterns still runs at one pattern per cycle; ``i.ready`` falls
     only when the output is stalled and the pipeline is full.
 

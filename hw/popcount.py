@@ -1,6 +1,6 @@
 """XNOR-popcount array: exact pre-activations ``z = 2 * popcount(XNOR(a, w)) - K``."""
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -162,17 +162,27 @@ class XnorPopcount(wiring.Component):
 
         # Adder tree. Stage 0 input: the masked XNOR bits of the incoming word.
         word = self.i.payload
-        xnor = ~(word.a ^ word.w)
-        terms = [xnor[k] & (word.count > k) for k in range(lanes)]
+        # Lanes at and above `count` are masked off (bit k of `mask` is k < count).
+        mask = Signal(lanes)
+        m.d.comb += mask.eq(Cat(word.count > k for k in range(lanes)))
+        match = Signal(lanes)
+        m.d.comb += match.eq(~(word.a ^ word.w) & mask)
+        # One signal per lane: slicing the wide `match` a thousand times makes
+        # elaboration quadratic in `lanes`.
+        terms = [Signal(name=f"match{k}") for k in range(lanes)]
+        m.d.comb += Cat(terms).eq(match)
         valid, count, last = accept, word.count, word.last
         for s, levels in enumerate(self._stage_levels()):
             for _ in range(levels):
                 terms = [terms[k] + terms[k + 1] if k + 1 < len(terms) else terms[k]
                          for k in range(0, len(terms), 2)]
-            regs = [Signal(t.shape(), name=f"s{s}_sum{k}") for k, t in enumerate(terms)]
+            # Only the valid bits need a reset; leaving it off the wide data
+            # registers saves routing on an FPGA.
+            regs = [Signal(t.shape(), name=f"s{s}_sum{k}", reset_less=True)
+                    for k, t in enumerate(terms)]
             s_valid = Signal(name=f"s{s}_valid")
-            s_count = Signal.like(count, name=f"s{s}_count")
-            s_last = Signal(name=f"s{s}_last")
+            s_count = Signal.like(count, name=f"s{s}_count", reset_less=True)
+            s_last = Signal(name=f"s{s}_last", reset_less=True)
             m.d.sync += [r.eq(t) for r, t in zip(regs, terms)]
             m.d.sync += [s_valid.eq(valid), s_count.eq(count), s_last.eq(last)]
             terms, valid, count, last = regs, s_valid, s_count, s_last
@@ -184,7 +194,7 @@ class XnorPopcount(wiring.Component):
         acc = Signal(z_shape)
         total = Signal(z_shape)
         m.d.comb += total.eq(acc + (matches << 1) - count)
-        result = Signal(z_shape)
+        result = Signal(z_shape, reset_less=True)
         result_valid = Signal()
         m.d.sync += result_valid.eq(valid & last)
         with m.If(valid):

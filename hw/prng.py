@@ -17,7 +17,7 @@ backpressure. Ready therefore depends combinationally on the downstream
 ready; valid never depends on ready.
 """
 
-from amaranth import Module, Mux, Shape, Signal
+from amaranth import Cat, Module, Mux, Shape, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -161,15 +161,24 @@ class Mix32(wiring.Component):
                + [copy] * (self._mul_stages - 1)
                + [lambda x: x ^ (x >> 16)])
         en = _stall_pipeline(m, len(ops), self.i, self.o, prefix="mix")
-        layout = self.i.payload.shape()
-        prev = self.i.payload
+        # Lanes slice plain signals and each stage is assigned as one Cat, which keeps
+        # elaboration time linear in the lane count.
+        words = data.ArrayLayout(32, self._lanes)
+        prev = Signal(words, name="in_x")
+        m.d.comb += prev.eq(self.i.payload.x)
+        prev_tag = self.i.payload.tag if self._tag_shape is not None else None
         for k, op in enumerate(ops):
-            stage = self.o.payload if k == len(ops) - 1 else Signal(layout, name=f"stage{k}")
+            stage = Signal(words, name=f"x{k}")
             with m.If(en[k]):
-                m.d.sync += [stage.x[n].eq(op(prev.x[n])) for n in range(self._lanes)]
-                if self._tag_shape is not None:
-                    m.d.sync += stage.tag.eq(prev.tag)
+                m.d.sync += stage.as_value().eq(Cat(*(op(prev[n]) for n in range(self._lanes))))
+                if prev_tag is not None:
+                    stage_tag = Signal(self._tag_shape, name=f"tag{k}")
+                    m.d.sync += stage_tag.eq(prev_tag)
+                    prev_tag = stage_tag
             prev = stage
+        m.d.comb += self.o.payload.x.eq(prev)
+        if prev_tag is not None:
+            m.d.comb += self.o.payload.tag.eq(prev_tag)
         return m
 
 
@@ -283,15 +292,19 @@ class ReinforceDraws(wiring.Component):
                     m.d.sync += stages[k].base.eq((stages[k - 1].key + stages[k - 1].base)[:32])
         last = stages[-1]
         m.d.comb += mix.i.payload.tag.eq(last.side)
-        for n in range(hashers):
-            m.d.comb += mix.i.payload.x[n].eq((last.base + ((n * GOLDEN) & MASK32))[:32])
+        m.d.comb += mix.i.payload.x.as_value().eq(
+            Cat(*((last.base + ((n * GOLDEN) & MASK32))[:32] for n in range(hashers))))
 
         # Back: weight start + n uses pair (odd + n) >> 1, high half when odd + n is even.
+        hashes = Signal(data.ArrayLayout(32, hashers))
+        m.d.comb += hashes.eq(mix.o.payload.x)
         odd = mix.o.payload.tag.odd
+        draws = []
         for n in range(self._lanes):
-            even_draw = _half(mix.o.payload.x[n >> 1], n & 1)
-            odd_draw = _half(mix.o.payload.x[(n + 1) >> 1], (n + 1) & 1)
-            m.d.comb += self.o.payload.draw[n].eq(Mux(odd, odd_draw, even_draw))
+            even_draw = _half(hashes[n >> 1], n & 1)
+            odd_draw = _half(hashes[(n + 1) >> 1], (n + 1) & 1)
+            draws.append(Mux(odd, odd_draw, even_draw))
+        m.d.comb += self.o.payload.draw.as_value().eq(Cat(*draws))
         if self._tag_shape is not None:
             m.d.comb += self.o.payload.tag.eq(mix.o.payload.tag.tag)
         m.d.comb += [self.o.valid.eq(mix.o.valid), mix.o.ready.eq(self.o.ready)]

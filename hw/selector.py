@@ -30,8 +30,9 @@ class GroupSelector(wiring.Component):
     The comparison works on ``|z|``, so ``z = -2**(z_bits-1)`` (outside the saturation
     range ``±(2**(z_bits-1) - 1)``) is still ranked correctly.
 
-    Timing: one input item per cycle, with no gaps between groups or patterns; the output
-    item of a group is valid 1 cycle after the group's final item is accepted.
+    Timing: one input item per cycle, with no gaps between groups or patterns. Latency
+    1 cycle: a group's output item is valid right after the clock edge that accepts the
+    group's final item, and can be taken on the next edge.
     ``i.ready`` is low only while an output item waits for ``o.ready``.
 
     Parameters

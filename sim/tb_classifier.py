@@ -17,6 +17,7 @@ import numpy as np
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, Event, RisingEdge
+from cocotb.types import Logic
 
 from amaranth.hdl import Fragment
 from amaranth.lib import data
@@ -33,6 +34,11 @@ CLOCK_NS = 10
 
 def _high(signal):
     return signal.value == 1
+
+
+def _unsigned(signal):
+    value = signal.value
+    return int(value) if isinstance(value, Logic) else value.to_unsigned()
 
 
 class StreamSource:
@@ -107,8 +113,7 @@ class StreamMonitor:
             await RisingEdge(self.clock)
             if _high(self.valid) and _high(self.ready):
                 self.count += 1
-                self.callback(self.payload.value.to_unsigned(),
-                              tuple(s.value.to_unsigned() for s in self.sideband))
+                self.callback(_unsigned(self.payload), tuple(map(_unsigned, self.sideband)))
 
 
 class StreamSink(StreamMonitor):
@@ -257,10 +262,15 @@ class ClassifierTB:
         await RisingEdge(self.dut.clk)
 
     def send(self, case):
-        """Queue one pattern on the input stream."""
+        """Queue one pattern; ``label`` and ``robustness`` carry junk on all but its last item."""
+        max_label = 1 << self.block.label_bits
+        max_r = 1 << self.block.margin_bits
         for item in classifier_items(case):
-            word = self.in_layout.const(item).as_value().value
-            self.source.send(word, [case["robustness"]])
+            robustness = case["robustness"]
+            if not item["last"]:
+                item["label"] = int(self.rng.integers(max_label))
+                robustness = int(self.rng.integers(max_r))
+            self.source.send(self.in_layout.const(item).as_value().value, [robustness])
 
     def _on_input(self, word, sideband):
         item = data.Const(self.in_layout, word)
@@ -290,12 +300,8 @@ class ClassifierTB:
         while self.checked < len(cases):
             await RisingEdge(self.dut.clk)
         await ClockCycles(self.dut.clk, 10)
-        assert not self.expected and self.monitor.count == self.source_items(cases)
+        assert not self.expected and self.monitor.count == sum(len(c["act"]) for c in cases)
         assert self.sink.count == len(cases), f"{self.sink.count} outputs for {len(cases)} patterns"
-
-    @staticmethod
-    def source_items(cases):
-        return sum(len(case["act"]) for case in cases)
 
 
 async def _check(dut, test, *, kinds=CLASSIFIER_KINDS, idle=0.0, backpressure=0.0):

@@ -60,7 +60,7 @@ def build_parser():
     t.add_argument("--p-r", type=float, default=0.5, help="reinforcement probability scale p_r")
     t.add_argument("--h-bits", type=_int_or_none, default=8,
                    help="bits of the hidden weights (none = unbounded)")
-    t.add_argument("--z-bits", type=_int_or_none, default=8,
+    t.add_argument("--z-bits", type=_int_or_none, default=None,
                    help="bits of the pre-activations used for selection (none = exact)")
     t.add_argument("--schedule", choices=("code", "paper"), default="code")
     t.add_argument("--reinforce-n", choices=("fan_in", "width"), default="fan_in")

@@ -57,8 +57,8 @@ class NetworkConfig:
         ``±(2**(h_bits-1) - 1)``.  ``None`` leaves them unbounded.
     z_bits : int or None
         Pre-activations are saturated to ``±(2**(z_bits-1) - 1)`` before the
-        group selection; ``None`` keeps them exact.  The sign and threshold units
-        always see the exact value.
+        group selection; ``None`` (default) keeps them exact.  The sign and
+        threshold units always see the exact value.
     p_r : float
         Initial reinforcement probability scale ``p_r``.
     schedule : {"code", "paper"}
@@ -89,7 +89,7 @@ class NetworkConfig:
     gamma: tuple = None
     r: float = 0.25
     h_bits: int = 8
-    z_bits: int = 8
+    z_bits: int = None
     p_r: float = 0.5
     schedule: str = "code"
     reinforce_n: str = "fan_in"

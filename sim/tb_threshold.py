@@ -1,0 +1,237 @@
+# amaranth: UnusedElaboratable=no
+"""cocotb bench of :class:`xnorlearn.hw.threshold.ThresholdUnit`.
+
+Parameters (from :func:`xnorlearn.sim.runner.tb_params`): ``max_neurons``,
+``z_width``, ``theta_width`` (the HDL parameters, checked against the DUT's port
+widths) and ``cases`` (random inputs per test).
+"""
+
+import collections
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
+
+from xnorlearn.sim.runner import tb_params
+from xnorlearn.sim.tb_popcount import StreamSink, StreamSource, pack, record_cases, tb_rng, unpack
+from xnorlearn.sw.golden.literal import threshold_unit
+
+__all__ = ["ThresholdModel", "random_table", "random_inputs", "TB"]
+
+
+class ThresholdModel:
+    """The unit's memory and its golden output, per :func:`threshold_unit`."""
+
+    def __init__(self, max_neurons):
+        self.theta = [0] * max_neurons
+        self.flip = [0] * max_neurons
+
+    def load(self, index, theta, flip):
+        self.theta[index] = theta
+        self.flip[index] = flip
+
+    def output(self, index, z):
+        """The activation bit (1 for +1) of neuron ``index`` for pre-activation ``z``."""
+        return int(threshold_unit(z, self.theta[index], self.flip[index]) > 0)
+
+
+def random_table(rng, unit):
+    """A load for every neuron: thresholds spread over the whole width, with
+    its extremes, 0 and ±1 among them, and random flips."""
+    lo, hi = unit.theta_min, unit.theta_max
+    special = [lo, lo + 1, -1, 0, 1, hi - 1, hi]
+    loads = []
+    for k in range(unit.max_neurons):
+        r = rng.random()
+        if r < 0.4:
+            theta = int(rng.choice(special))
+        elif r < 0.7:
+            theta = int(rng.integers(-8, 9))
+        else:
+            theta = int(rng.integers(lo, hi + 1))
+        loads.append({"index": k, "theta": max(lo, min(hi, theta)), "flip": int(rng.integers(2))})
+    rng.shuffle(loads)
+    return loads
+
+
+def random_inputs(rng, n, unit, model):
+    """``n`` inputs ``{"index", "z"}``: half of them with z at or next to the
+    neuron's threshold (as ``model`` holds it now) or at the ends of z's width."""
+    z_lo, z_hi = -2 ** (unit.z_width - 1), 2 ** (unit.z_width - 1) - 1
+    inputs = []
+    for _ in range(n):
+        k = int(rng.integers(unit.max_neurons))
+        if rng.random() < 0.5:
+            theta = model.theta[k]
+            z = int(rng.choice([theta - 1, theta, theta + 1, z_lo, z_hi, 0, -1, 1]))
+        else:
+            z = int(rng.integers(z_lo, z_hi + 1))
+        inputs.append({"index": k, "z": max(z_lo, min(z_hi, z))})
+    return inputs
+
+
+class TB:
+    """Clock, reset, sources on ``load`` and ``i``, a sink on ``o``, and a monitor
+    that replays writes and inputs in cycle order through :class:`ThresholdModel`."""
+
+    def __init__(self, dut, *, idle=0.0, stall=0.0, test_name=""):
+        from xnorlearn.hw.threshold import ThresholdUnit
+
+        self.dut = dut
+        self.params = tb_params()
+        hdl = {k: self.params[k] for k in ("max_neurons", "z_width", "theta_width")
+               if k in self.params}
+        self.unit = ThresholdUnit(**hdl)
+        for port, layout in (("load__payload", self.unit.load_layout),
+                             ("i__payload", self.unit.input_layout),
+                             ("o__payload", self.unit.output_layout)):
+            width = len(getattr(dut, port))
+            if width != layout.size:
+                raise AssertionError(f"DUT {port} is {width} bits, "
+                                     f"parameters {hdl} give {layout.size}")
+        self.rng = tb_rng(test_name, sorted(self.params.items()))
+        self.model = ThresholdModel(self.unit.max_neurons)
+        self.expected = collections.deque()
+        self.mismatches = []
+        self.checked = 0
+        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+        self.load = StreamSource(dut, "load", rng=self.rng, idle=idle)
+        self.source = StreamSource(dut, "i", rng=self.rng, idle=idle)
+        self.sink = StreamSink(dut, "o", rng=self.rng, stall=stall, callback=self._check)
+        self._monitor = cocotb.start_soon(self._watch_inputs())
+
+    async def reset(self):
+        self.dut.rst.value = 1
+        await ClockCycles(self.dut.clk, 3)
+        await FallingEdge(self.dut.clk)
+        self.dut.rst.value = 0
+
+    async def _watch_inputs(self):
+        # A write is seen by an input accepted in the same cycle: apply writes first.
+        while True:
+            await FallingEdge(self.dut.clk)
+            await ReadOnly()
+            if self.dut.rst.value:
+                continue
+            if self.dut.load__valid.value:
+                w = unpack(self.unit.load_layout, int(self.dut.load__payload.value))
+                self.model.load(w["index"], w["theta"], w["flip"])
+            if self.dut.i__valid.value and self.dut.i__ready.value:
+                x = unpack(self.unit.input_layout, int(self.dut.i__payload.value))
+                k = x["index"]
+                x.update(theta=self.model.theta[k], flip=self.model.flip[k])
+                self.expected.append((x, self.model.output(k, x["z"])))
+
+    def _check(self, value):
+        got = unpack(self.unit.output_layout, value)["a"]
+        if not self.expected:
+            self.mismatches.append(f"unexpected output {got}")
+            return
+        x, want = self.expected.popleft()
+        if got != want:
+            self.mismatches.append(f"output {self.checked}: {x}: got {got}, expected {want}")
+        self.checked += 1
+
+    def send_loads(self, loads):
+        for w in loads:
+            self.load.send(pack(self.unit.load_layout, w))
+
+    def send_inputs(self, inputs):
+        for x in inputs:
+            self.source.send(pack(self.unit.input_layout, x))
+
+    async def drain(self, max_cycles):
+        """Wait until both sources are empty and every output has come (at most
+        ``max_cycles``), then a few cycles more to catch unexpected outputs."""
+        cycles = 0
+        while ((not self.load.empty or not self.source.empty or self.expected)
+               and cycles < max_cycles):
+            await RisingEdge(self.dut.clk)
+            cycles += 1
+        await ClockCycles(self.dut.clk, 5)
+        return cycles
+
+    def finish(self, test_name, cases):
+        for task in (self.load, self.source, self.sink):
+            task.stop()
+        self._monitor.cancel()
+        problems = self.mismatches[:10] + self.sink.protocol_errors[:10]
+        if self.expected:
+            problems.append(f"{len(self.expected)} outputs missing")
+        if self.checked != cases:
+            problems.append(f"checked {self.checked} outputs, sent {cases} inputs")
+        assert not problems, "\n".join(problems)
+        self.dut._log.info("checked %d cases (max_neurons=%d, z_width=%d, theta_width=%d)",
+                           self.checked, self.unit.max_neurons, self.unit.z_width,
+                           self.unit.theta_width)
+        record_cases(test_name, self.checked)
+
+
+def _cases(tb):
+    return tb.params.get("cases", 500)
+
+
+@cocotb.test(timeout_time=10, timeout_unit="ms")
+async def test_sign(dut):
+    """theta = 0, flip = 0 everywhere: a = sign(z) with sign(0) = +1."""
+    tb = TB(dut, test_name="test_sign")
+    await tb.reset()
+    # The memory keeps what earlier tests loaded (reset does not clear it).
+    tb.send_loads([{"index": k, "theta": 0, "flip": 0} for k in range(tb.unit.max_neurons)])
+    await tb.drain(tb.unit.max_neurons + 100)
+    inputs = random_inputs(tb.rng, _cases(tb) // 4, tb.unit, tb.model)
+    tb.send_inputs(inputs)
+    cycles = await tb.drain(10 * len(inputs) + 100)
+    tb.finish("test_sign", len(inputs))
+    assert cycles <= len(inputs) + 3, f"{len(inputs)} inputs took {cycles} cycles"
+
+
+async def _loaded(dut, test_name, *, idle, stall):
+    tb = TB(dut, idle=idle, stall=stall, test_name=test_name)
+    await tb.reset()
+    loads = random_table(tb.rng, tb.unit)
+    tb.send_loads(loads)
+    await tb.drain(10 * len(loads) + 100)
+    # The inputs aim at the thresholds now loaded (the monitor has replayed them).
+    inputs = random_inputs(tb.rng, _cases(tb), tb.unit, tb.model)
+    tb.send_inputs(inputs)
+    await tb.drain(int(len(inputs) / (1 - idle) / (1 - stall) * 4) + 100)
+    tb.finish(test_name, len(inputs))
+
+
+@cocotb.test(timeout_time=10, timeout_unit="ms")
+async def test_loaded(dut):
+    """Random thresholds and flips, inputs back to back, output always ready."""
+    await _loaded(dut, "test_loaded", idle=0.0, stall=0.0)
+
+
+@cocotb.test(timeout_time=10, timeout_unit="ms")
+async def test_loaded_idle_and_backpressure(dut):
+    """Random thresholds and flips, idle input cycles, output backpressure."""
+    await _loaded(dut, "test_loaded_idle_and_backpressure", idle=0.3, stall=0.5)
+
+
+@cocotb.test(timeout_time=10, timeout_unit="ms")
+async def test_writes_between_inputs(dut):
+    """Writes and inputs at the same time, on the same few neurons."""
+    tb = TB(dut, idle=0.4, stall=0.3, test_name="test_writes_between_inputs")
+    await tb.reset()
+    n = _cases(tb)
+    hot = min(4, tb.unit.max_neurons)
+    tb.send_loads([{"index": k, "theta": 0, "flip": 0} for k in range(hot)])
+    await tb.drain(100)
+    loads = [dict(w, index=w["index"] % hot) for w in random_table(tb.rng, tb.unit)]
+    while len(loads) < n:
+        loads += loads
+    z_lo, z_hi = -2 ** (tb.unit.z_width - 1), 2 ** (tb.unit.z_width - 1) - 1
+    inputs = []
+    for _ in range(n):
+        # z next to a threshold that is loaded at some point, so that a write
+        # arriving a cycle early or late changes the answer.
+        w = loads[int(tb.rng.integers(len(loads)))]
+        z = w["theta"] + int(tb.rng.integers(-1, 2))
+        inputs.append({"index": w["index"], "z": max(z_lo, min(z_hi, z))})
+    tb.send_loads(loads[:n])
+    tb.send_inputs(inputs)
+    await tb.drain(20 * n + 100)
+    tb.finish("test_writes_between_inputs", n)

@@ -1,0 +1,251 @@
+"""cocotb bench of :class:`xnorlearn.hw.update.UpdateEngine`.
+
+Parameters (``tb_params()``): ``tag_bits`` (width of the DUT's tag, 0 for
+none) and ``cases`` (random words per test). Lanes and ``h_bits`` are read
+from the DUT's port widths (input minus output width is ``20 + 17 * lanes``).
+Every accepted input word goes through the golden model
+(:func:`golden_update`, built on ``cp_step`` and ``reinforce_step``) into an
+in-order scoreboard that checks each output word as a whole.
+
+The word generator, packer and golden function are also used by the
+amaranth.sim tests in ``tests/hw/test_update.py``.
+"""
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, RisingEdge
+
+from xnorlearn.hw.update import UpdateOp, update_input_layout, update_output_layout
+from xnorlearn.sim.runner import tb_params
+from xnorlearn.sim.tb_prng import (CLOCK_NS, Scoreboard, StreamMonitor, StreamSink, StreamSource,
+                                   case_rng, pack, record_cases, unpack)
+from xnorlearn.sw.golden.literal import cp_step, reinforce_step
+from xnorlearn.sw.golden.prng import DRAW_ONE
+
+__all__ = ["golden_update", "random_words", "corner_words", "pack_input", "unpack_output",
+           "unpack_input", "TB"]
+
+_ARRAYS = {"h": None, "draw": 16}  # array fields; None: element width is h_bits
+
+
+def _fields(layout, h_bits, lanes):
+    """``name -> (offset, element width, count)`` of a flat update-engine payload."""
+    out = {}
+    for name, field in layout:
+        if name in _ARRAYS:
+            out[name] = (field.offset, _ARRAYS[name] or h_bits, lanes)
+        else:
+            out[name] = (field.offset, field.width, None)
+    return out
+
+
+def pack_input(word, *, lanes, h_bits, tag_bits=0):
+    """An input word (dict, see :func:`random_words`) as the integer value of the ``i`` payload."""
+    layout = update_input_layout(lanes=lanes, h_bits=h_bits, tag_shape=tag_bits or None)
+    parts = []
+    for name, (offset, width, count) in _fields(layout, h_bits, lanes).items():
+        if count is None:
+            parts.append((word[name], offset, width))
+        else:
+            parts += [(v, offset + n * width, width) for n, v in enumerate(word[name])]
+    return pack(parts)
+
+
+def _unpack(value, layout, *, lanes, h_bits):
+    word = {}
+    for name, (offset, width, count) in _fields(layout, h_bits, lanes).items():
+        if count is None:
+            word[name] = unpack(value, offset, width)
+        else:
+            word[name] = [unpack(value, offset + n * width, width, signed=name == "h")
+                          for n in range(count)]
+    return word
+
+
+def unpack_input(value, *, lanes, h_bits, tag_bits=0):
+    """Inverse of :func:`pack_input`."""
+    layout = update_input_layout(lanes=lanes, h_bits=h_bits, tag_shape=tag_bits or None)
+    return _unpack(value, layout, lanes=lanes, h_bits=h_bits)
+
+
+def unpack_output(value, *, lanes, h_bits, tag_bits=0):
+    """The ``o`` payload as ``{"h": [...], "w": int[, "tag": int]}``."""
+    layout = update_output_layout(lanes=lanes, h_bits=h_bits, tag_shape=tag_bits or None)
+    return _unpack(value, layout, lanes=lanes, h_bits=h_bits)
+
+
+def golden_update(word, *, h_bits):
+    """Expected output of one input word, lane by lane from the golden scalar functions."""
+    h_max = (1 << (h_bits - 1)) - 1
+    new = []
+    for n, h in enumerate(word["h"]):
+        if (word["mask"] >> n) & 1:
+            if word["op"] == UpdateOp.CP.value:
+                a = 1 if (word["a"] >> n) & 1 else -1
+                h = cp_step([h], [a], 1 if word["rho"] else -1, h_max)[0]
+            elif word["op"] == UpdateOp.REINFORCE.value:
+                h = reinforce_step(h, word["draw"][n], word["threshold"], h_max)
+        new.append(h)
+    w = sum(1 << n for n, h in enumerate(new) if (word["mask"] >> n) & 1 and h > 0)
+    out = {"h": new, "w": w}
+    if "tag" in word:
+        out["tag"] = word["tag"]
+    return out
+
+
+def _random_h(rng, lanes, h_bits):
+    h_max = (1 << (h_bits - 1)) - 1
+    kind = rng.integers(4)
+    if kind == 0:  # anything representable, even values and -2**(h_bits-1) included
+        return [int(v) for v in rng.integers(-h_max - 1, h_max + 1, size=lanes)]
+    if kind == 1:  # saturation corners and their neighbours
+        return [int(v) for v in rng.choice([-h_max, -h_max + 2, h_max - 2, h_max, -1, 1], size=lanes)]
+    odd = 2 * rng.integers(-(h_max + 1) // 2, (h_max + 1) // 2, size=lanes) + 1  # stored values
+    return [int(v) for v in odd]
+
+
+def _random_mask(rng, lanes):
+    kind = rng.integers(6)
+    full = (1 << lanes) - 1
+    if kind == 0:  # partial last word: a prefix of valid lanes
+        return (1 << int(rng.integers(1, lanes))) - 1
+    if kind == 1:
+        return int.from_bytes(rng.bytes((lanes + 7) // 8), "little") & full
+    if kind == 2 and rng.random() < 0.3:
+        return 0
+    return full
+
+
+def _random_threshold(rng):
+    kind = rng.integers(6)
+    if kind == 0:
+        return int(rng.choice([0, 1, DRAW_ONE - 1, DRAW_ONE, DRAW_ONE + 1, (1 << 17) - 1]))
+    return int(rng.integers(0, DRAW_ONE + 1))
+
+
+def random_words(rng, count, *, lanes, h_bits, tag_bits=0):
+    """``count`` random input words covering every op (3 = unused code), saturation, masks,
+    thresholds 0 / 65536 / above, and draws on both sides of the threshold."""
+    words = []
+    for _ in range(count):
+        threshold = _random_threshold(rng)
+        draws = rng.integers(0, DRAW_ONE, size=lanes)
+        near = rng.random(lanes) < 0.3  # exercise draw == threshold - 1 and draw == threshold
+        draws = np.where(near, np.clip(threshold - 1 + rng.integers(0, 2, size=lanes), 0, DRAW_ONE - 1),
+                         draws)
+        word = {
+            "op": int(rng.choice(4, p=[0.1, 0.4, 0.4, 0.1])),
+            "h": _random_h(rng, lanes, h_bits),
+            "a": int.from_bytes(rng.bytes((lanes + 7) // 8), "little") & ((1 << lanes) - 1),
+            "rho": int(rng.integers(2)),
+            "mask": _random_mask(rng, lanes),
+            "draw": [int(d) for d in draws],
+            "threshold": threshold,
+        }
+        if tag_bits:
+            word["tag"] = int(rng.integers(0, 1 << tag_bits))
+        words.append(word)
+    return words
+
+
+def corner_words(*, lanes, h_bits, tag_bits=0):
+    """Deterministic corners: every op on H at ±h_max (and one step inside), thresholds 0 and
+    65536, all-positive and all-negative activations, full, partial and empty masks."""
+    h_max = (1 << (h_bits - 1)) - 1
+    full = (1 << lanes) - 1
+    h_rows = [[h_max] * lanes, [-h_max] * lanes, [h_max - 2] * lanes, [-h_max + 2] * lanes,
+              [(h_max if n % 2 else -h_max) for n in range(lanes)], [(-1) ** n for n in range(lanes)]]
+    words = []
+    for h in h_rows:
+        for op in (0, 1, 2, 3):
+            for rho, a in ((1, full), (0, full), (1, 0), (0, 0x5555555555555555 & full)):
+                if op != 1 and (rho, a) != (1, full):
+                    continue
+                for threshold in ((0, DRAW_ONE) if op == 2 else (DRAW_ONE,)):
+                    for mask in (full, full >> (lanes // 2 + 1), 0):
+                        words.append({"op": op, "h": list(h), "a": a, "rho": rho, "mask": mask,
+                                      "draw": [(0, DRAW_ONE - 1)[n % 2] for n in range(lanes)],
+                                      "threshold": threshold, **({"tag": len(words) % (1 << tag_bits)}
+                                                                 if tag_bits else {})})
+    return words
+
+
+class TB:
+    """Clock, reset, word source, output sink and scoreboard of an UpdateEngine DUT."""
+
+    def __init__(self, dut, rng, *, idle=0.0, stall=0.0):
+        self.dut = dut
+        self.tag_bits = int(tb_params().get("tag_bits", 0))
+        in_bits, out_bits = len(dut.i__payload), len(dut.o__payload)
+        self.lanes, rest = divmod(in_bits - out_bits - 20, 17)
+        assert rest == 0 and self.lanes > 0, f"port widths {in_bits}/{out_bits} do not fit"
+        self.h_bits = (out_bits - self.tag_bits) // self.lanes - 1
+        assert update_output_layout(lanes=self.lanes, h_bits=self.h_bits,
+                                    tag_shape=self.tag_bits or None).size == out_bits
+        self._shape = dict(lanes=self.lanes, h_bits=self.h_bits, tag_bits=self.tag_bits)
+        self.scoreboard = Scoreboard(dut)
+        Clock(dut.clk, CLOCK_NS, unit="ns").start()
+        self.source = StreamSource(dut.clk, dut.i__valid, dut.i__ready, dut.i__payload,
+                                   rng=np.random.default_rng(rng.integers(1 << 32)), idle=idle)
+        self.sink = StreamSink(dut.clk, dut.o__ready,
+                               rng=np.random.default_rng(rng.integers(1 << 32)), stall=stall)
+        StreamMonitor(dut.clk, dut.i__valid, dut.i__ready, dut.i__payload, self._on_input)
+        StreamMonitor(dut.clk, dut.o__valid, dut.o__ready, dut.o__payload, self._on_output)
+
+    async def reset(self):
+        self.dut.rst.value = 1
+        await ClockCycles(self.dut.clk, 3)
+        self.dut.rst.value = 0
+
+    def send(self, word):
+        self.source.send(pack_input(word, **self._shape))
+
+    def _on_input(self, value):
+        word = unpack_input(value, **self._shape)
+        self.scoreboard.expect(golden_update(word, h_bits=self.h_bits))
+
+    def _on_output(self, value):
+        self.scoreboard.observe(unpack_output(value, **self._shape))
+
+    async def drain(self, count):
+        while self.scoreboard.checked < count:
+            await RisingEdge(self.dut.clk)
+        await ClockCycles(self.dut.clk, 5)
+        assert not self.scoreboard.expected, "outputs missing"
+
+
+async def _run(dut, name, words_fn, idle, stall):
+    rng = case_rng(name)
+    tb = TB(dut, rng, idle=idle, stall=stall)
+    await tb.reset()
+    words = words_fn(rng, tb)
+    for word in words:
+        tb.send(word)
+    await tb.drain(len(words))
+    record_cases(dut, name, tb.scoreboard.checked)
+
+
+def _random(rng, tb):
+    return random_words(rng, int(tb_params().get("cases", 300)), lanes=tb.lanes, h_bits=tb.h_bits,
+                        tag_bits=tb.tag_bits)
+
+
+@cocotb.test(timeout_time=20, timeout_unit="ms")
+async def test_random(dut):
+    """Random words back to back, output always ready."""
+    await _run(dut, "test_random", _random, 0.0, 0.0)
+
+
+@cocotb.test(timeout_time=40, timeout_unit="ms")
+async def test_stalls(dut):
+    """Random words with idle input cycles and output backpressure."""
+    await _run(dut, "test_stalls", _random, 0.3, 0.4)
+
+
+@cocotb.test(timeout_time=20, timeout_unit="ms")
+async def test_corners(dut):
+    """H at ±h_max, thresholds 0 and 65536, partial and empty masks, every op."""
+    await _run(dut, "test_corners",
+               lambda rng, tb: corner_words(lanes=tb.lanes, h_bits=tb.h_bits, tag_bits=tb.tag_bits),
+               0.1, 0.2)
