@@ -3,6 +3,7 @@
 from amaranth import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+from xnorlearn.hw._params import check_int as _check_int
 
 __all__ = ["LocalClassifier"]
 
@@ -10,12 +11,6 @@ MAX_CLASSES = 16
 MAX_WIDTH = 1 << 20
 
 
-def _check_int(name, value, lo, hi):
-    """Raise ``TypeError``/``ValueError`` unless ``value`` is an int in ``lo..hi``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in {lo}..{hi}, not {value}")
 
 
 def _top2_tree(m, values):

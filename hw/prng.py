@@ -22,6 +22,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from xnorlearn.sw.golden.prng import DRAW_BITS, GOLDEN, MASK32
+from xnorlearn.hw._params import check_int as _check_int
 
 __all__ = ["Mix32", "ReinforceDraws"]
 
@@ -29,12 +30,6 @@ _M1 = 0x7FEB352D
 _M2 = 0x846CA68B
 
 
-def _check_int(name, value, lo, hi):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in {lo}..{hi}, got {value}")
-    return value
 
 
 def _check_tag_shape(tag_shape):

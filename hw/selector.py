@@ -3,17 +3,13 @@
 from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+from xnorlearn.hw._params import check_int as _check_int
 
 __all__ = ["GroupSelector"]
 
 MAX_WIDTH = 1 << 20
 
 
-def _check_int(name, value, lo, hi):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in {lo}..{hi}, not {value}")
 
 
 class GroupSelector(wiring.Component):

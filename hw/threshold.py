@@ -5,15 +5,11 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
+from xnorlearn.hw._params import check_int as _check_int
 
 __all__ = ["ThresholdUnit"]
 
 
-def _check_int(name, value, lo, hi):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be {lo}..{hi}, got {value}")
 
 
 class ThresholdUnit(wiring.Component):

@@ -84,12 +84,12 @@ def test_parameters():
 
 
 @pytest.mark.parametrize("kwargs, error, text", [
-    ({"lanes": 4, "max_fan_in": 10}, ValueError, "lanes must be 8..1024, got 4"),
-    ({"lanes": 2048, "max_fan_in": 10}, ValueError, "lanes must be 8..1024, got 2048"),
+    ({"lanes": 4, "max_fan_in": 10}, ValueError, "lanes must be in 8..1024, got 4"),
+    ({"lanes": 2048, "max_fan_in": 10}, ValueError, "lanes must be in 8..1024, got 2048"),
     ({"lanes": 8.0, "max_fan_in": 10}, TypeError, "lanes must be an integer, got 8.0"),
     ({"lanes": True, "max_fan_in": 10}, TypeError, "lanes must be an integer"),
-    ({"lanes": 8, "max_fan_in": 0}, ValueError, "max_fan_in must be 1..16777216, got 0"),
-    ({"lanes": 8, "max_fan_in": 10, "z_bits": 1}, ValueError, "z_bits must be 2..32, got 1"),
+    ({"lanes": 8, "max_fan_in": 0}, ValueError, "max_fan_in must be in 1..16777216, got 0"),
+    ({"lanes": 8, "max_fan_in": 10, "z_bits": 1}, ValueError, "z_bits must be in 2..32, got 1"),
     ({"lanes": 8, "max_fan_in": 10, "z_bits": "8"}, TypeError, "z_bits must be an integer"),
     ({"lanes": 8, "max_fan_in": 10, "levels_per_stage": 0}, ValueError, "levels_per_stage"),
 ])

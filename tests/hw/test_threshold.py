@@ -90,12 +90,12 @@ def test_parameters():
 
 
 @pytest.mark.parametrize("kwargs, error, text", [
-    ({"max_neurons": 0, "z_width": 8}, ValueError, "max_neurons must be 1..65536, got 0"),
-    ({"max_neurons": 65537, "z_width": 8}, ValueError, "max_neurons must be 1..65536, got 65537"),
+    ({"max_neurons": 0, "z_width": 8}, ValueError, "max_neurons must be in 1..65536, got 0"),
+    ({"max_neurons": 65537, "z_width": 8}, ValueError, "max_neurons must be in 1..65536, got 65537"),
     ({"max_neurons": "8", "z_width": 8}, TypeError, "max_neurons must be an integer, got '8'"),
-    ({"max_neurons": 8, "z_width": 1}, ValueError, "z_width must be 2..32, got 1"),
+    ({"max_neurons": 8, "z_width": 1}, ValueError, "z_width must be in 2..32, got 1"),
     ({"max_neurons": 8, "z_width": 8, "theta_width": 33}, ValueError,
-     "theta_width must be 2..32, got 33"),
+     "theta_width must be in 2..32, got 33"),
     ({"max_neurons": 8, "z_width": 8, "theta_width": 8.5}, TypeError,
      "theta_width must be an integer"),
 ])
