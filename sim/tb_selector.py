@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """cocotb bench of :class:`xnorlearn.hw.selector.GroupSelector`.
 
 Also home of the random case generator that the Amaranth simulation test reuses.
@@ -6,25 +7,17 @@ Parameters (:func:`~xnorlearn.sim.runner.tb_params`): ``z_bits``, ``max_width``,
 ``cases`` (random patterns per test, default 150).
 """
 
-from collections import deque
-
-import numpy as np
-
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
-
-from amaranth.hdl import Fragment
-from amaranth.lib import data
+from cocotb.triggers import ClockCycles
 
 from xnorlearn.hw.selector import GroupSelector
-from xnorlearn.sim.runner import default_seed, tb_params
-from xnorlearn.sim.tb_classifier import StreamMonitor, StreamSink, StreamSource, record_cases
+from xnorlearn.sim.runner import tb_params
+from xnorlearn.sim.streams import (Scoreboard, StreamMonitor, StreamSink, StreamSource, case_rng,
+                                   record_cases, wait_until)
 from xnorlearn.sw.golden.literal import saturate, select_easiest
 
-__all__ = ["selector_cases", "selector_expected", "selector_items", "SelectorTB"]
-
-CLOCK_NS = 10
+__all__ = ["selector_cases", "selector_expected", "selector_items", "TB"]
 
 SELECTOR_KINDS = ("random", "near0", "ties", "nonneg", "extreme", "gamma1", "gammaK", "full")
 
@@ -84,104 +77,84 @@ def selector_items(case):
             for k in range(K)]
 
 
-class SelectorTB:
-    """Clock, reset, stream driver/monitors and scoreboard around a ``GroupSelector``.
+class TB:
+    """Clock, reset, stream models and scoreboard around a ``GroupSelector``.
 
     The input monitor rebuilds each accepted pattern (with the ``gamma`` held on
-    the port), runs the golden model on it and queues the expected group items;
-    the output sink queues the items it receives, and the two queues are compared
-    in order as both fill (a group leaves before its pattern is complete).
+    the port), runs the golden model on it and queues the expected group items
+    in the scoreboard, which compares them in order with the items the output
+    sink takes. A group leaves before its pattern (and so the golden answer) is
+    complete, so up to ``max_width`` outputs may wait for their expectation.
     """
 
-    def __init__(self, dut, *, test, idle=0.0, backpressure=0.0):
+    def __init__(self, dut, *, test_name, idle=0.0, backpressure=0.0):
         params = tb_params()
         self.dut = dut
         self.block = GroupSelector(z_bits=params["z_bits"], max_width=params["max_width"])
-        Fragment.get(self.block, None)  # only its layouts are needed; mark it used
-        self.in_layout = self.block.input_layout
-        self.out_layout = self.block.output_layout
-        for port, want in (("i__payload", self.in_layout.size),
-                           ("o__payload", self.out_layout.size),
-                           ("gamma", self.block.gamma.shape().width)):
-            got = len(getattr(dut, port))
-            assert got == want, f"DUT {port} has {got} bits, the parameters give {want}"
+        got, want = len(dut.gamma), self.block.gamma.shape().width
+        assert got == want, f"DUT gamma has {got} bits, the parameters give {want}"
         self.z_bits = self.block.z_bits
         self.max_width = self.block.max_width
-        self.rng = np.random.default_rng(
-            [default_seed(), self.z_bits, self.max_width, sum(map(ord, test))])
-        self.expected = deque()
-        self.received = deque()
+        self.rng = case_rng(test_name)
+        source_rng, sink_rng = self.rng.spawn(2)
+        self.scoreboard = Scoreboard(max_early=self.max_width)
         self.pattern = []
-        self.checked = 0
         self.patterns = 0
-        cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
+        Clock(dut.clk, 10, unit="ns").start()
         dut.rst.value = 1
         dut.gamma.value = 1
-        self.source = StreamSource(dut, "i", dut.clk, rng=self.rng, idle=idle,
-                                   sideband=[dut.gamma])
-        self.monitor = StreamMonitor(dut, "i", dut.clk, self._on_input, sideband=[dut.gamma])
-        self.sink = StreamSink(dut, "o", dut.clk, self._on_output, rng=self.rng,
-                               backpressure=backpressure)
+        self.source = StreamSource(dut, "i", dut.clk, self.block.input_layout, rng=source_rng,
+                                   idle=idle, sideband={"gamma": dut.gamma})
+        self.monitor = StreamMonitor(dut, "i", dut.clk, self.block.input_layout, self._on_input,
+                                     sideband={"gamma": dut.gamma})
+        self.sink = StreamSink(dut, "o", dut.clk, self.block.output_layout,
+                               lambda out: self.scoreboard.observe((out["index"], out["valid"],
+                                                                    out["last"])),
+                               rng=sink_rng, backpressure=backpressure)
 
     async def reset(self):
         self.dut.rst.value = 1
         await ClockCycles(self.dut.clk, 3)
         self.dut.rst.value = 0
-        await RisingEdge(self.dut.clk)
 
     def send(self, case):
         """Queue one pattern on the input stream, holding its ``gamma`` on the port."""
         for item in selector_items(case):
-            self.source.send(self.in_layout.const(item).as_value().value, [case["gamma"]])
+            self.source.send(item, gamma=case["gamma"])
 
-    def _on_input(self, word, sideband):
-        item = data.Const(self.in_layout, word)
-        self.pattern.append((item.z, item.rho, sideband[0]))
-        if item.last:
+    def _on_input(self, item, *, gamma):
+        self.pattern.append((item["z"], item["rho"], gamma))
+        if item["last"]:
             gammas = {g for _, _, g in self.pattern}
             assert len(gammas) == 1, f"gamma changed within a pattern: {gammas}"
             case = {"gamma": gammas.pop(), "z": [z for z, _, _ in self.pattern],
                     "rho": [1 if r else -1 for _, r, _ in self.pattern]}
-            self.expected.extend(selector_expected(case))
+            for group in selector_expected(case):
+                self.scoreboard.expect(group)
             self.pattern = []
             self.patterns += 1
-            self._match()
-
-    def _on_output(self, word, _sideband):
-        out = data.Const(self.out_layout, word)
-        self.received.append((out.index, out.valid, out.last))
-        assert len(self.received) <= self.max_width, "more outputs than groups of a pattern"
-        self._match()
-
-    def _match(self):
-        # A group's item leaves before its pattern (and so the golden answer) is complete.
-        while self.expected and self.received:
-            got, want = self.received.popleft(), self.expected.popleft()
-            assert got == want, f"group {self.checked}: got {got}, expected {want}"
-            self.checked += 1
 
     async def run(self, cases):
         """Send ``cases`` and wait until every group item has been checked."""
         groups = sum(len(case["z"]) // case["gamma"] for case in cases)
         for case in cases:
             self.send(case)
-        await self.source.wait_empty()
-        while self.checked < groups:
-            await RisingEdge(self.dut.clk)
+        await self.source.wait()
+        await wait_until(self.dut.clk, lambda: self.scoreboard.checked >= groups)
         await ClockCycles(self.dut.clk, 10)
-        assert not self.expected and not self.received and self.patterns == len(cases)
+        self.scoreboard.check_done()
+        assert self.patterns == len(cases)
         assert self.sink.count == groups, f"{self.sink.count} outputs for {groups} groups"
         return groups
 
 
 async def _check(dut, test, *, kinds=SELECTOR_KINDS, idle=0.0, backpressure=0.0):
-    tb = SelectorTB(dut, test=test, idle=idle, backpressure=backpressure)
+    tb = TB(dut, test_name=test, idle=idle, backpressure=backpressure)
     await tb.reset()
     count = tb_params().get("cases", 150)
     cases = selector_cases(tb.rng, tb.z_bits, tb.max_width, count, kinds)
     groups = await tb.run(cases)
-    dut._log.info("%s: %d patterns, %d groups", test, len(cases), groups)
-    record_cases(dut, test, len(cases))
+    record_cases(dut, test, len(cases), groups=groups)
 
 
 @cocotb.test(timeout_time=20, timeout_unit="ms")

@@ -6,14 +6,13 @@ Parameters (from :func:`xnorlearn.sim.runner.tb_params`): ``max_neurons``,
 widths) and ``cases`` (random inputs per test).
 """
 
-import collections
-
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles, RisingEdge
 
 from xnorlearn.sim.runner import tb_params
-from xnorlearn.sim.tb_popcount import StreamSink, StreamSource, pack, record_cases, tb_rng, unpack
+from xnorlearn.sim.streams import (Scoreboard, StreamSink, StreamSource, case_rng, record_cases,
+                                   unpack, wait_until)
 from xnorlearn.sw.golden.literal import threshold_unit
 
 __all__ = ["ThresholdModel", "random_table", "random_inputs", "TB"]
@@ -71,100 +70,76 @@ def random_inputs(rng, n, unit, model):
 
 
 class TB:
-    """Clock, reset, sources on ``load`` and ``i``, a sink on ``o``, and a monitor
-    that replays writes and inputs in cycle order through :class:`ThresholdModel`."""
+    """Clock, reset, sources on ``load`` and ``i``, a sink on ``o``, and a watcher
+    that replays writes and accepted inputs, in cycle order, through
+    :class:`ThresholdModel` into an in-order scoreboard."""
 
-    def __init__(self, dut, *, idle=0.0, stall=0.0, test_name=""):
+    def __init__(self, dut, *, test_name, idle=0.0, backpressure=0.0):
         from xnorlearn.hw.threshold import ThresholdUnit
 
         self.dut = dut
         self.params = tb_params()
-        hdl = {k: self.params[k] for k in ("max_neurons", "z_width", "theta_width")
-               if k in self.params}
-        self.unit = ThresholdUnit(**hdl)
-        for port, layout in (("load__payload", self.unit.load_layout),
-                             ("i__payload", self.unit.input_layout),
-                             ("o__payload", self.unit.output_layout)):
-            width = len(getattr(dut, port))
-            if width != layout.size:
-                raise AssertionError(f"DUT {port} is {width} bits, "
-                                     f"parameters {hdl} give {layout.size}")
-        self.rng = tb_rng(test_name, sorted(self.params.items()))
+        self.unit = ThresholdUnit(**{k: self.params[k] for k in ("max_neurons", "z_width",
+                                                                 "theta_width") if k in self.params})
+        self.rng = case_rng(test_name)
+        load_rng, source_rng, sink_rng = self.rng.spawn(3)
         self.model = ThresholdModel(self.unit.max_neurons)
-        self.expected = collections.deque()
-        self.mismatches = []
-        self.checked = 0
-        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-        self.load = StreamSource(dut, "load", rng=self.rng, idle=idle)
-        self.source = StreamSource(dut, "i", rng=self.rng, idle=idle)
-        self.sink = StreamSink(dut, "o", rng=self.rng, stall=stall, callback=self._check)
-        self._monitor = cocotb.start_soon(self._watch_inputs())
+        self.scoreboard = Scoreboard()
+        Clock(dut.clk, 10, unit="ns").start()
+        self.load = StreamSource(dut, "load", dut.clk, self.unit.load_layout, rng=load_rng,
+                                 idle=idle)
+        self.source = StreamSource(dut, "i", dut.clk, self.unit.input_layout, rng=source_rng,
+                                   idle=idle)
+        self.sink = StreamSink(dut, "o", dut.clk, self.unit.output_layout,
+                               lambda out: self.scoreboard.observe(out["a"]),
+                               rng=sink_rng, backpressure=backpressure)
+        cocotb.start_soon(self._watch_inputs())
 
     async def reset(self):
         self.dut.rst.value = 1
         await ClockCycles(self.dut.clk, 3)
-        await FallingEdge(self.dut.clk)
         self.dut.rst.value = 0
 
     async def _watch_inputs(self):
         # A write is seen by an input accepted in the same cycle: apply writes first.
+        # (``load.ready`` is always 1, so a valid write is a write.)
         while True:
-            await FallingEdge(self.dut.clk)
-            await ReadOnly()
-            if self.dut.rst.value:
+            await RisingEdge(self.dut.clk)
+            if self.dut.rst.value == 1:
                 continue
-            if self.dut.load__valid.value:
-                w = unpack(self.unit.load_layout, int(self.dut.load__payload.value))
+            if self.dut.load__valid.value == 1:
+                w = unpack(self.unit.load_layout, self.dut.load__payload.value.to_unsigned())
                 self.model.load(w["index"], w["theta"], w["flip"])
-            if self.dut.i__valid.value and self.dut.i__ready.value:
-                x = unpack(self.unit.input_layout, int(self.dut.i__payload.value))
+            if self.dut.i__valid.value == 1 and self.dut.i__ready.value == 1:
+                x = unpack(self.unit.input_layout, self.dut.i__payload.value.to_unsigned())
                 k = x["index"]
                 x.update(theta=self.model.theta[k], flip=self.model.flip[k])
-                self.expected.append((x, self.model.output(k, x["z"])))
-
-    def _check(self, value):
-        got = unpack(self.unit.output_layout, value)["a"]
-        if not self.expected:
-            self.mismatches.append(f"unexpected output {got}")
-            return
-        x, want = self.expected.popleft()
-        if got != want:
-            self.mismatches.append(f"output {self.checked}: {x}: got {got}, expected {want}")
-        self.checked += 1
+                self.scoreboard.expect(self.model.output(k, x["z"]), note=x)
 
     def send_loads(self, loads):
         for w in loads:
-            self.load.send(pack(self.unit.load_layout, w))
+            self.load.send(w)
 
     def send_inputs(self, inputs):
         for x in inputs:
-            self.source.send(pack(self.unit.input_layout, x))
+            self.source.send(x)
 
     async def drain(self, max_cycles):
         """Wait until both sources are empty and every output has come (at most
         ``max_cycles``), then a few cycles more to catch unexpected outputs."""
-        cycles = 0
-        while ((not self.load.empty or not self.source.empty or self.expected)
-               and cycles < max_cycles):
-            await RisingEdge(self.dut.clk)
-            cycles += 1
+        cycles = await wait_until(self.dut.clk, lambda: (self.load.empty and self.source.empty
+                                                         and not self.scoreboard.pending),
+                                  max_cycles=max_cycles)
         await ClockCycles(self.dut.clk, 5)
+        self.scoreboard.check_done()
         return cycles
 
     def finish(self, test_name, cases):
-        for task in (self.load, self.source, self.sink):
-            task.stop()
-        self._monitor.cancel()
-        problems = self.mismatches[:10] + self.sink.protocol_errors[:10]
-        if self.expected:
-            problems.append(f"{len(self.expected)} outputs missing")
-        if self.checked != cases:
-            problems.append(f"checked {self.checked} outputs, sent {cases} inputs")
-        assert not problems, "\n".join(problems)
-        self.dut._log.info("checked %d cases (max_neurons=%d, z_width=%d, theta_width=%d)",
-                           self.checked, self.unit.max_neurons, self.unit.z_width,
-                           self.unit.theta_width)
-        record_cases(test_name, self.checked)
+        assert self.scoreboard.checked == cases, \
+            f"checked {self.scoreboard.checked} outputs, sent {cases} inputs"
+        record_cases(self.dut, test_name, self.scoreboard.checked,
+                     max_neurons=self.unit.max_neurons, z_width=self.unit.z_width,
+                     theta_width=self.unit.theta_width)
 
 
 def _cases(tb):
@@ -186,8 +161,8 @@ async def test_sign(dut):
     assert cycles <= len(inputs) + 3, f"{len(inputs)} inputs took {cycles} cycles"
 
 
-async def _loaded(dut, test_name, *, idle, stall):
-    tb = TB(dut, idle=idle, stall=stall, test_name=test_name)
+async def _loaded(dut, test_name, *, idle, backpressure):
+    tb = TB(dut, idle=idle, backpressure=backpressure, test_name=test_name)
     await tb.reset()
     loads = random_table(tb.rng, tb.unit)
     tb.send_loads(loads)
@@ -195,26 +170,26 @@ async def _loaded(dut, test_name, *, idle, stall):
     # The inputs aim at the thresholds now loaded (the monitor has replayed them).
     inputs = random_inputs(tb.rng, _cases(tb), tb.unit, tb.model)
     tb.send_inputs(inputs)
-    await tb.drain(int(len(inputs) / (1 - idle) / (1 - stall) * 4) + 100)
+    await tb.drain(int(len(inputs) / (1 - idle) / (1 - backpressure) * 4) + 100)
     tb.finish(test_name, len(inputs))
 
 
 @cocotb.test(timeout_time=10, timeout_unit="ms")
 async def test_loaded(dut):
     """Random thresholds and flips, inputs back to back, output always ready."""
-    await _loaded(dut, "test_loaded", idle=0.0, stall=0.0)
+    await _loaded(dut, "test_loaded", idle=0.0, backpressure=0.0)
 
 
 @cocotb.test(timeout_time=10, timeout_unit="ms")
 async def test_loaded_idle_and_backpressure(dut):
     """Random thresholds and flips, idle input cycles, output backpressure."""
-    await _loaded(dut, "test_loaded_idle_and_backpressure", idle=0.3, stall=0.5)
+    await _loaded(dut, "test_loaded_idle_and_backpressure", idle=0.3, backpressure=0.5)
 
 
 @cocotb.test(timeout_time=10, timeout_unit="ms")
 async def test_writes_between_inputs(dut):
     """Writes and inputs at the same time, on the same few neurons."""
-    tb = TB(dut, idle=0.4, stall=0.3, test_name="test_writes_between_inputs")
+    tb = TB(dut, idle=0.4, backpressure=0.3, test_name="test_writes_between_inputs")
     await tb.reset()
     n = _cases(tb)
     hot = min(4, tb.unit.max_neurons)

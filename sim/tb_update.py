@@ -14,65 +14,40 @@ amaranth.sim tests in ``tests/hw/test_update.py``.
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import ClockCycles
 
 from xnorlearn.hw.update import UpdateOp, update_input_layout, update_output_layout
 from xnorlearn.sim.runner import tb_params
-from xnorlearn.sim.tb_prng import (CLOCK_NS, Scoreboard, StreamMonitor, StreamSink, StreamSource,
-                                   case_rng, pack, record_cases, unpack)
+from xnorlearn.sim.streams import (Scoreboard, StreamMonitor, StreamSink, StreamSource, case_rng,
+                                   pack, record_cases, unpack, wait_until)
 from xnorlearn.sw.golden.literal import cp_step, reinforce_step
 from xnorlearn.sw.golden.prng import DRAW_ONE
 
 __all__ = ["golden_update", "random_words", "corner_words", "pack_input", "unpack_output",
            "unpack_input", "TB"]
 
-_ARRAYS = {"h": None, "draw": 16}  # array fields; None: element width is h_bits
+
+def _input_layout(lanes, h_bits, tag_bits):
+    return update_input_layout(lanes=lanes, h_bits=h_bits, tag_shape=tag_bits or None)
 
 
-def _fields(layout, h_bits, lanes):
-    """``name -> (offset, element width, count)`` of a flat update-engine payload."""
-    out = {}
-    for name, field in layout:
-        if name in _ARRAYS:
-            out[name] = (field.offset, _ARRAYS[name] or h_bits, lanes)
-        else:
-            out[name] = (field.offset, field.width, None)
-    return out
+def _output_layout(lanes, h_bits, tag_bits):
+    return update_output_layout(lanes=lanes, h_bits=h_bits, tag_shape=tag_bits or None)
 
 
 def pack_input(word, *, lanes, h_bits, tag_bits=0):
     """An input word (dict, see :func:`random_words`) as the integer value of the ``i`` payload."""
-    layout = update_input_layout(lanes=lanes, h_bits=h_bits, tag_shape=tag_bits or None)
-    parts = []
-    for name, (offset, width, count) in _fields(layout, h_bits, lanes).items():
-        if count is None:
-            parts.append((word[name], offset, width))
-        else:
-            parts += [(v, offset + n * width, width) for n, v in enumerate(word[name])]
-    return pack(parts)
-
-
-def _unpack(value, layout, *, lanes, h_bits):
-    word = {}
-    for name, (offset, width, count) in _fields(layout, h_bits, lanes).items():
-        if count is None:
-            word[name] = unpack(value, offset, width)
-        else:
-            word[name] = [unpack(value, offset + n * width, width, signed=name == "h")
-                          for n in range(count)]
-    return word
+    return pack(_input_layout(lanes, h_bits, tag_bits), word)
 
 
 def unpack_input(value, *, lanes, h_bits, tag_bits=0):
     """Inverse of :func:`pack_input`."""
-    layout = update_input_layout(lanes=lanes, h_bits=h_bits, tag_shape=tag_bits or None)
-    return _unpack(value, layout, lanes=lanes, h_bits=h_bits)
+    return unpack(_input_layout(lanes, h_bits, tag_bits), value)
 
 
 def unpack_output(value, *, lanes, h_bits, tag_bits=0):
     """The ``o`` payload as ``{"h": [...], "w": int[, "tag": int]}``."""
-    layout = update_output_layout(lanes=lanes, h_bits=h_bits, tag_shape=tag_bits or None)
-    return _unpack(value, layout, lanes=lanes, h_bits=h_bits)
+    return unpack(_output_layout(lanes, h_bits, tag_bits), value)
 
 
 def golden_update(word, *, h_bits):
@@ -172,26 +147,30 @@ def corner_words(*, lanes, h_bits, tag_bits=0):
 
 
 class TB:
-    """Clock, reset, word source, output sink and scoreboard of an UpdateEngine DUT."""
+    """Clock, reset, word source, output sink and scoreboard of an UpdateEngine DUT.
 
-    def __init__(self, dut, rng, *, idle=0.0, stall=0.0):
+    The input monitor runs each accepted word through :func:`golden_update` into
+    the scoreboard; the output sink checks every output word against it, whole.
+    """
+
+    def __init__(self, dut, *, test_name, idle=0.0, backpressure=0.0):
         self.dut = dut
         self.tag_bits = int(tb_params().get("tag_bits", 0))
         in_bits, out_bits = len(dut.i__payload), len(dut.o__payload)
         self.lanes, rest = divmod(in_bits - out_bits - 20, 17)
         assert rest == 0 and self.lanes > 0, f"port widths {in_bits}/{out_bits} do not fit"
         self.h_bits = (out_bits - self.tag_bits) // self.lanes - 1
-        assert update_output_layout(lanes=self.lanes, h_bits=self.h_bits,
-                                    tag_shape=self.tag_bits or None).size == out_bits
-        self._shape = dict(lanes=self.lanes, h_bits=self.h_bits, tag_bits=self.tag_bits)
-        self.scoreboard = Scoreboard(dut)
-        Clock(dut.clk, CLOCK_NS, unit="ns").start()
-        self.source = StreamSource(dut.clk, dut.i__valid, dut.i__ready, dut.i__payload,
-                                   rng=np.random.default_rng(rng.integers(1 << 32)), idle=idle)
-        self.sink = StreamSink(dut.clk, dut.o__ready,
-                               rng=np.random.default_rng(rng.integers(1 << 32)), stall=stall)
-        StreamMonitor(dut.clk, dut.i__valid, dut.i__ready, dut.i__payload, self._on_input)
-        StreamMonitor(dut.clk, dut.o__valid, dut.o__ready, dut.o__payload, self._on_output)
+        shape = (self.lanes, self.h_bits, self.tag_bits)
+        self.rng = case_rng(test_name)
+        source_rng, sink_rng = self.rng.spawn(2)
+        self.scoreboard = Scoreboard()
+        Clock(dut.clk, 10, unit="ns").start()
+        self.source = StreamSource(dut, "i", dut.clk, _input_layout(*shape), rng=source_rng,
+                                   idle=idle)
+        self.sink = StreamSink(dut, "o", dut.clk, _output_layout(*shape), self.scoreboard.observe,
+                               rng=sink_rng, backpressure=backpressure)
+        StreamMonitor(dut, "i", dut.clk, _input_layout(*shape),
+                      lambda word: self.scoreboard.expect(golden_update(word, h_bits=self.h_bits)))
 
     async def reset(self):
         self.dut.rst.value = 1
@@ -199,27 +178,18 @@ class TB:
         self.dut.rst.value = 0
 
     def send(self, word):
-        self.source.send(pack_input(word, **self._shape))
-
-    def _on_input(self, value):
-        word = unpack_input(value, **self._shape)
-        self.scoreboard.expect(golden_update(word, h_bits=self.h_bits))
-
-    def _on_output(self, value):
-        self.scoreboard.observe(unpack_output(value, **self._shape))
+        self.source.send(word)
 
     async def drain(self, count):
-        while self.scoreboard.checked < count:
-            await RisingEdge(self.dut.clk)
+        await wait_until(self.dut.clk, lambda: self.scoreboard.checked >= count)
         await ClockCycles(self.dut.clk, 5)
-        assert not self.scoreboard.expected, "outputs missing"
+        self.scoreboard.check_done()
 
 
-async def _run(dut, name, words_fn, idle, stall):
-    rng = case_rng(name)
-    tb = TB(dut, rng, idle=idle, stall=stall)
+async def _run(dut, name, words_fn, *, idle, backpressure):
+    tb = TB(dut, test_name=name, idle=idle, backpressure=backpressure)
     await tb.reset()
-    words = words_fn(rng, tb)
+    words = words_fn(tb.rng, tb)
     for word in words:
         tb.send(word)
     await tb.drain(len(words))
@@ -234,13 +204,13 @@ def _random(rng, tb):
 @cocotb.test(timeout_time=20, timeout_unit="ms")
 async def test_random(dut):
     """Random words back to back, output always ready."""
-    await _run(dut, "test_random", _random, 0.0, 0.0)
+    await _run(dut, "test_random", _random, idle=0.0, backpressure=0.0)
 
 
 @cocotb.test(timeout_time=40, timeout_unit="ms")
 async def test_stalls(dut):
     """Random words with idle input cycles and output backpressure."""
-    await _run(dut, "test_stalls", _random, 0.3, 0.4)
+    await _run(dut, "test_stalls", _random, idle=0.3, backpressure=0.4)
 
 
 @cocotb.test(timeout_time=20, timeout_unit="ms")
@@ -248,4 +218,4 @@ async def test_corners(dut):
     """H at ±h_max, thresholds 0 and 65536, partial and empty masks, every op."""
     await _run(dut, "test_corners",
                lambda rng, tb: corner_words(lanes=tb.lanes, h_bits=tb.h_bits, tag_bits=tb.tag_bits),
-               0.1, 0.2)
+               idle=0.1, backpressure=0.2)
