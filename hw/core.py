@@ -1,0 +1,964 @@
+"""The training core: memories, sequencer and host packet protocol of the CP+R accelerator.
+
+See ``docs/architecture.md`` for the memory map, the minibatch schedule and the packet
+formats; the golden model (:class:`xnorlearn.sw.golden.fast.FastBMLP`) defines the
+arithmetic.
+"""
+
+from amaranth import Array, Cat, Module, Mux, ResetInserter, Signal, signed, unsigned
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for, ceil_log2, exact_log2
+
+from xnorlearn.hw._params import check_int as _check_int
+from xnorlearn.hw.classifier import LocalClassifier
+from xnorlearn.hw.popcount import XnorPopcount
+from xnorlearn.hw.prng import Mix32, ReinforceDraws
+from xnorlearn.hw.selector import GroupSelector
+from xnorlearn.hw.threshold import ThresholdUnit
+from xnorlearn.hw.update import THRESHOLD_BITS, UpdateEngine, UpdateOp
+from xnorlearn.sw.golden.prng import GOLDEN
+
+__all__ = ["TrainerCore", "Opcode", "ErrorCode", "Phase", "AXIS_LAYOUT", "STATUS_TAG"]
+
+#: Payload of the command and response streams (one 32-bit word and ``tlast``).
+AXIS_LAYOUT = data.StructLayout({"data": 32, "last": 1})
+
+#: High byte of the status word that ends a ``TRAIN`` / ``INFER`` response is ``0x80 | opcode``.
+STATUS_TAG = 0x80
+
+
+class Opcode(enum.Enum, shape=8):
+    """Packet opcodes (header bits 31..24)."""
+    TRAIN = 0x01
+    INFER = 0x02
+    WRITE_H = 0x10
+    READ_H = 0x11
+    WRITE_P = 0x12
+    READ_P = 0x13
+    WRITE_T = 0x14
+    READ_T = 0x15
+
+
+class ErrorCode(enum.Enum, shape=4):
+    """Value of ``error_code`` (0 while no error is latched)."""
+    NONE = 0
+    OPCODE = 1
+    LENGTH = 2
+    LABEL = 3
+    CONFIG = 4
+    LAYER = 5
+    BUSY = 6
+
+
+class Phase(enum.Enum, shape=3):
+    """Value of ``phase``."""
+    IDLE = 0
+    IO = 1
+    FORWARD = 2
+    UPDATE = 3
+    REINFORCE = 4
+    RESPOND = 5
+    ERROR = 6
+
+
+def _lane_mask(count, lanes):
+    """Bit ``n`` set when ``n < count``."""
+    return Cat(*(count > n for n in range(lanes)))
+
+
+class TrainerCore(wiring.Component):
+    """CP+R training accelerator core: one minibatch per ``TRAIN`` packet.
+
+    The core owns the weight memories ``H`` (``lanes * h_bits``-bit words) and ``W``
+    (``lanes``-bit sign words, rewritten with every ``H`` write), the classifier rows
+    ``Pmem``, the activations ``A`` of one minibatch, its labels, the picks of the group
+    selector and the thresholds ``T`` (inside the :class:`~xnorlearn.hw.threshold.ThresholdUnit`,
+    with a shadow copy for ``READ_T``). Commands arrive as packets on ``s_axis``, responses
+    leave on ``m_axis`` (formats in ``docs/architecture.md``). A minibatch runs as:
+
+    * load: labels and ``a_0`` into the memories, every label and the length checked;
+    * forward, layer by layer and pattern by pattern: one word of ``lanes`` activations and
+      weights per cycle into the :class:`~xnorlearn.hw.popcount.XnorPopcount`, with no gap
+      between neurons, patterns or layers other than the pipeline drain at a layer's end;
+      the exact ``z`` goes to the threshold unit, the
+      :class:`~xnorlearn.hw.classifier.LocalClassifier` and the
+      :class:`~xnorlearn.hw.selector.GroupSelector` (exact ``z``, the golden default);
+      the picks of patterns that need an update are appended to a per-layer pick list;
+    * per layer: the CP updates of the pick list in order (pattern, then group) through the
+      :class:`~xnorlearn.hw.update.UpdateEngine`, with a read-after-write interlock when a
+      neuron is picked twice in a row; then the reinforcement sweep of every word of the
+      layer, with the sweep key ``mix32(key[l] + step * 0x9E3779B9)`` computed on chip by a
+      :class:`~xnorlearn.hw.prng.Mix32` and the draws of a
+      :class:`~xnorlearn.hw.prng.ReinforceDraws` of ``lanes`` draws per cycle;
+    * ``step += 1``, ``patterns += bs``, ``errors +=`` the batch's last-layer errors, and the
+      status word ``0x8100_0000 | errors`` on ``m_axis``.
+
+    ``INFER`` runs the load and the forward pass only and returns one prediction word per
+    pattern followed by the status word ``0x8200_0000 | errors``.
+
+    A packet with a bad opcode, length, label, layer or a configuration beyond the build
+    latches ``error`` and ``error_code``, is discarded up to its ``tlast`` and leaves the
+    weights unchanged (a ``WRITE_*`` packet that turns out too short has already written
+    the words before its ``tlast``); the core then accepts nothing until ``clear_error``.
+    ``soft_reset`` returns every register (state machine, counters, ``step``, the error
+    flag, the pipelines) to its reset value from any state; memories keep their contents.
+
+    Parameters
+    ----------
+    lanes : int
+        Words are ``lanes`` bits (or hidden weights) wide; a power of two, 32..1024.
+    max_layers : int
+        Largest number of hidden layers ``L``, 1..8.
+    max_width : int
+        Largest layer width ``K_l``, 2..4095.
+    max_fan_in : int
+        Largest input width ``K_0``, 1..4095.
+    classes : int
+        Number of classes, 2..16.
+    max_batch : int
+        Largest minibatch, 1..1024.
+    max_groups : int
+        Largest number of groups per layer (``ceil(K_l / gamma_l)``), 1..64.
+    weight_words : int
+        Depth of ``H`` and ``W``, 1..2**20.
+    h_bits : int
+        Bits of a hidden weight, 2..8 (default 8).
+    draw_lanes : int
+        Reinforcement draws per cycle requested for the build, a divisor of ``lanes``
+        (default 16). This version always computes ``lanes`` draws per cycle.
+
+    Members
+    -------
+    layers : ``In(unsigned)``
+        Number of hidden layers ``L``.
+    width : ``In(ArrayLayout(unsigned(width_bits), max_layers + 1))``
+        ``K_0 .. K_L``.
+    gamma : ``In(ArrayLayout(unsigned(width_bits), max_layers))``
+        Group size per layer.
+    robust : ``In(ArrayLayout(unsigned(margin_bits), max_layers))``
+        Robustness ``R_l = ceil(r * K_l)`` per layer.
+    thresh : ``In(ArrayLayout(unsigned(17), max_layers))``
+        Reinforcement threshold per layer (``0 .. 65536``).
+    key : ``In(ArrayLayout(unsigned(32), max_layers))``
+        Reinforcement stream key ``stream_key(seed, 1, l)`` per layer.
+    step_value, step_load : ``In(32)``, ``In(1)``
+        ``step`` takes ``step_value`` in a cycle with ``step_load`` high.
+    soft_reset, clear_error : ``In(1)``
+        Strobes.
+    busy, error : ``Out(1)``
+        A packet is being processed; an error is latched.
+    error_code : ``Out(ErrorCode)``
+        Latched error (:class:`ErrorCode`).
+    phase : ``Out(Phase)``
+        What the core is doing (:class:`Phase`).
+    step : ``Out(32)``
+        Minibatch counter ``t`` of the reinforcement draws.
+    patterns, errors, cycles, cycles_forward, cycles_update, cycles_reinforce, cycles_io : ``Out(32)``
+        Patterns trained, last-layer errors counted, busy cycles, and cycles spent in the
+        forward pass, the CP updates, the reinforcement sweep and packet I/O.
+    s_axis : ``In(stream.Signature(AXIS_LAYOUT))``
+        Command packets.
+    m_axis : ``Out(stream.Signature(AXIS_LAYOUT))``
+        Response packets.
+
+    Attributes
+    ----------
+    lanes, max_layers, max_width, max_fan_in, classes, max_batch, max_groups, weight_words, h_bits, draw_lanes : int
+        The parameters.
+    width_bits, margin_bits, activation_words : int
+        Width of a layer size, of a robustness value, and words of ``A`` per pattern and layer.
+
+    Raises
+    ------
+    TypeError
+        If a parameter is not an integer.
+    ValueError
+        If a parameter is out of its range, ``lanes`` is not a power of two or
+        ``draw_lanes`` does not divide it.
+    """
+
+    def __init__(self, *, lanes, max_layers, max_width, max_fan_in, classes, max_batch,
+                 max_groups, weight_words, h_bits=8, draw_lanes=16):
+        _check_int("lanes", lanes, 32, 1024)
+        if lanes & (lanes - 1):
+            raise ValueError(f"lanes must be a power of two, not {lanes}")
+        _check_int("max_layers", max_layers, 1, 8)
+        _check_int("max_width", max_width, 2, 4095)
+        _check_int("max_fan_in", max_fan_in, 1, 4095)
+        _check_int("classes", classes, 2, 16)
+        _check_int("max_batch", max_batch, 1, 1024)
+        _check_int("max_groups", max_groups, 1, 64)
+        _check_int("weight_words", weight_words, 1, 1 << 20)
+        _check_int("h_bits", h_bits, 2, 8)
+        _check_int("draw_lanes", draw_lanes, 2, lanes)
+        if lanes % draw_lanes or draw_lanes % 2:
+            raise ValueError(f"draw_lanes must be an even divisor of lanes ({lanes}), "
+                             f"not {draw_lanes}")
+        self._lanes = lanes
+        self._max_layers = max_layers
+        self._max_width = max_width
+        self._max_fan_in = max_fan_in
+        self._classes = classes
+        self._max_batch = max_batch
+        self._max_groups = max_groups
+        self._weight_words = weight_words
+        self._h_bits = h_bits
+        self._draw_lanes = draw_lanes
+
+        self._width_bits = bits_for(max(max_width, max_fan_in))
+        self._margin_bits = (2 * max_width).bit_length()
+        self._activation_words = max(-(-max_fan_in // lanes), -(-max_width // lanes))
+        wb = self._width_bits
+        counter = unsigned(32)
+        super().__init__({
+            "layers": In(unsigned(bits_for(max_layers))),
+            "width": In(data.ArrayLayout(unsigned(wb), max_layers + 1)),
+            "gamma": In(data.ArrayLayout(unsigned(wb), max_layers)),
+            "robust": In(data.ArrayLayout(unsigned(self._margin_bits), max_layers)),
+            "thresh": In(data.ArrayLayout(unsigned(THRESHOLD_BITS), max_layers)),
+            "key": In(data.ArrayLayout(unsigned(32), max_layers)),
+            "step_value": In(counter),
+            "step_load": In(1),
+            "soft_reset": In(1),
+            "clear_error": In(1),
+            "busy": Out(1),
+            "error": Out(1),
+            "error_code": Out(ErrorCode),
+            "phase": Out(Phase),
+            "step": Out(counter),
+            "patterns": Out(counter),
+            "errors": Out(counter),
+            "cycles": Out(counter),
+            "cycles_forward": Out(counter),
+            "cycles_update": Out(counter),
+            "cycles_reinforce": Out(counter),
+            "cycles_io": Out(counter),
+            "s_axis": In(stream.Signature(AXIS_LAYOUT)),
+            "m_axis": Out(stream.Signature(AXIS_LAYOUT)),
+        })
+
+    lanes = property(lambda self: self._lanes)
+    max_layers = property(lambda self: self._max_layers)
+    max_width = property(lambda self: self._max_width)
+    max_fan_in = property(lambda self: self._max_fan_in)
+    classes = property(lambda self: self._classes)
+    max_batch = property(lambda self: self._max_batch)
+    max_groups = property(lambda self: self._max_groups)
+    weight_words = property(lambda self: self._weight_words)
+    h_bits = property(lambda self: self._h_bits)
+    draw_lanes = property(lambda self: self._draw_lanes)
+    width_bits = property(lambda self: self._width_bits)
+    margin_bits = property(lambda self: self._margin_bits)
+    activation_words = property(lambda self: self._activation_words)
+
+    def elaborate(self, platform):
+        m = Module()
+        P = self._lanes
+        LOGP = exact_log2(P)
+        ML, MW, MB, MG = self._max_layers, self._max_width, self._max_batch, self._max_groups
+        HB = self._h_bits
+        AW = self._activation_words
+        C = self._classes
+        label_bits = max(1, (C - 1).bit_length())
+        wb = self._width_bits
+        waddr_bits = max(1, ceil_log2(self._weight_words))
+        S = P // 32                   # host words per A word
+        LOGS = exact_log2(S)
+        Q = P // 4                    # host words per H word
+        LOGQ = exact_log2(Q)
+        region = MB * AW              # A words per layer region
+        pick_region = MB * MG
+
+        # -- configuration, derived once per cycle (static while busy) -------------------------
+        n_w = [Signal(range(AW + 2), name=f"cfg_words{l}") for l in range(ML)]
+        last_count = [Signal(range(P + 1), name=f"cfg_last{l}") for l in range(ML)]
+        base = [Signal(32, name=f"cfg_base{l}") for l in range(ML + 1)]
+        cfg_ok = Signal()
+        for l in range(ML):
+            k = self.width[l]
+            m.d.sync += [
+                n_w[l].eq((k + P - 1) >> LOGP),
+                last_count[l].eq(k - (((k + P - 1) >> LOGP) - 1 << LOGP)),
+                base[l + 1].eq(base[l] + self.width[l + 1] * ((k + P - 1) >> LOGP)),
+            ]
+        checks = [self.layers >= 1, self.layers <= ML, self.width[0] >= 1,
+                  self.width[0] <= self._max_fan_in,
+                  Array(base)[self.layers] <= self._weight_words]
+        for l in range(ML):
+            active = l < self.layers
+            checks.append(~active | ((self.width[l + 1] >= 1) & (self.width[l + 1] <= MW)
+                                     & (self.gamma[l] >= 1)
+                                     & (self.width[l + 1] <= self.gamma[l] * MG)))
+        m.d.sync += cfg_ok.eq(Cat(*checks).all())
+
+        cur_l = Signal(range(ML))
+        L_words = Array(n_w)[cur_l]
+        L_last = Array(last_count)[cur_l]
+        L_base = Array(base)[cur_l]
+        L_kin = self.width[cur_l]
+        L_kout = self.width[cur_l + 1]
+        L_row = cur_l * MW            # first row of the layer in Pmem / T
+        L_hw = (L_kin + 3) >> 2       # host words per neuron in WRITE_H / READ_H
+        is_last_layer = cur_l == self.layers - 1
+
+        # -- memories --------------------------------------------------------------------------
+        m.submodules.h_mem = h_mem = Memory(shape=unsigned(P * HB), depth=self._weight_words, init=[])
+        m.submodules.w_mem = w_mem = Memory(shape=unsigned(P), depth=self._weight_words, init=[])
+        m.submodules.p_mem = p_mem = Memory(shape=unsigned(C), depth=ML * MW, init=[])
+        m.submodules.t_mem = t_mem = Memory(shape=unsigned(17), depth=ML * MW, init=[])
+        m.submodules.a_mem = a_mem = Memory(shape=unsigned(P), depth=ML * region, init=[])
+        m.submodules.y_mem = y_mem = Memory(shape=unsigned(label_bits), depth=MB, init=[])
+        m.submodules.pred_mem = pred_mem = Memory(shape=unsigned(label_bits), depth=MB, init=[])
+        pick_layout = data.StructLayout({"mu": range(MB), "k": range(MW)})
+        m.submodules.pick_mem = pick_mem = Memory(shape=pick_layout, depth=ML * pick_region,
+                                                  init=[])
+        h_wr = h_mem.write_port()
+        h_rd = h_mem.read_port(transparent_for=(h_wr,))
+        w_wr = w_mem.write_port()
+        w_rd = w_mem.read_port(transparent_for=(w_wr,))
+        p_wr = p_mem.write_port()
+        p_rd = p_mem.read_port()
+        t_wr = t_mem.write_port()
+        t_rd = t_mem.read_port()
+        a_wr = a_mem.write_port()
+        a_rd = a_mem.read_port()
+        y_wr = y_mem.write_port()
+        y_rd = y_mem.read_port()
+        pred_wr = pred_mem.write_port()
+        pred_rd = pred_mem.read_port()
+        pick_wr = pick_mem.write_port()
+        pick_rd = pick_mem.read_port()
+
+        # -- datapath blocks -------------------------------------------------------------------
+        m.submodules.popcount = pc = XnorPopcount(lanes=P, max_fan_in=max(self._max_fan_in, MW))
+        zw = pc.z_width
+        m.submodules.threshold = thr = ThresholdUnit(max_neurons=ML * MW, z_width=zw,
+                                                     theta_width=16)
+        m.submodules.classifier = cls = LocalClassifier(classes=C, max_width=MW)
+        m.submodules.selector = sel = GroupSelector(z_bits=zw, max_width=MW)
+        tag = data.StructLayout({"addr": waddr_bits})
+        m.submodules.engine = eng = UpdateEngine(lanes=P, h_bits=HB, tag_shape=tag)
+        rf_tag = data.StructLayout({"addr": waddr_bits, "count": range(P + 1)})
+        m.submodules.draws = draws = ReinforceDraws(lanes=P, tag_shape=rf_tag)
+        m.submodules.mix = mix = Mix32(lanes=1)
+        m.submodules.pick_fifo = pick_fifo = SyncFIFO(width=len(sel.o.payload.as_value()),
+                                                      depth=MG + 16)
+        m.submodules.dec_fifo = dec_fifo = SyncFIFO(width=1, depth=16)
+        m.submodules.lab_fifo = lab_fifo = SyncFIFO(width=label_bits, depth=16)
+
+        # -- registers -------------------------------------------------------------------------
+        bs = Signal(range(MB + 1))
+        op = Signal(8)
+        batch_errors = Signal(range(MB + 1))
+        err_flag = Signal()
+        err_code = Signal(ErrorCode)
+        pick_counts = [Signal(range(pick_region + 1), name=f"picks{l}") for l in range(ML)]
+        inflight = Signal(16)         # update-engine words issued and not yet written back
+        step = Signal(32)
+        counters = {name: Signal(32, name=f"count_{name}") for name in
+                    ("patterns", "errors", "cycles", "cycles_forward", "cycles_update",
+                     "cycles_reinforce", "cycles_io")}
+        for name, sig in counters.items():
+            m.d.comb += getattr(self, name).eq(sig)
+        m.d.comb += [self.step.eq(step), self.error.eq(err_flag), self.error_code.eq(err_code)]
+        with m.If(self.step_load):
+            m.d.sync += step.eq(self.step_value)
+
+        phase = Signal(Phase)
+        m.d.comb += self.phase.eq(phase)
+        m.d.comb += self.busy.eq((phase != Phase.IDLE) & (phase != Phase.ERROR))
+        with m.If(self.busy):
+            m.d.sync += counters["cycles"].eq(counters["cycles"] + 1)
+        for ph, name in ((Phase.FORWARD, "cycles_forward"), (Phase.UPDATE, "cycles_update"),
+                         (Phase.REINFORCE, "cycles_reinforce"), (Phase.IO, "cycles_io"),
+                         (Phase.RESPOND, "cycles_io")):
+            with m.If(phase == ph):
+                m.d.sync += counters[name].eq(counters[name] + 1)
+
+        # -- forward pass: word generator -> popcount -------------------------------------------
+        g_active = Signal()
+        g_mu = Signal(range(MB + 1))
+        g_k = Signal(range(MW + 1))
+        g_w = Signal(range(AW + 1))
+        g_waddr = Signal(waddr_bits)
+        g_abase = Signal(range(ML * region + 1))
+        r_valid = Signal()
+        r_count = Signal(range(P + 1))
+        r_last = Signal()
+        fw_adv = ~r_valid | pc.i.ready
+        with m.If(fw_adv):
+            m.d.sync += [
+                r_valid.eq(g_active),
+                r_count.eq(Mux(g_w == L_words - 1, L_last, P)),
+                r_last.eq(g_w == L_words - 1),
+            ]
+            with m.If(g_active):
+                with m.If(g_w == L_words - 1):
+                    m.d.sync += g_w.eq(0)
+                    with m.If(g_k == L_kout - 1):
+                        m.d.sync += [g_k.eq(0), g_waddr.eq(L_base), g_abase.eq(g_abase + AW),
+                                     g_mu.eq(g_mu + 1)]
+                        with m.If(g_mu == bs - 1):
+                            m.d.sync += g_active.eq(0)
+                    with m.Else():
+                        m.d.sync += [g_k.eq(g_k + 1), g_waddr.eq(g_waddr + 1)]
+                with m.Else():
+                    m.d.sync += [g_w.eq(g_w + 1), g_waddr.eq(g_waddr + 1)]
+        m.d.comb += [
+            w_rd.addr.eq(g_waddr),
+            w_rd.en.eq(fw_adv),
+            pc.i.valid.eq(r_valid),
+            pc.i.payload.a.eq(a_rd.data),
+            pc.i.payload.w.eq(w_rd.data),
+            pc.i.payload.count.eq(r_count),
+            pc.i.payload.last.eq(r_last),
+        ]
+
+        # -- forward pass: z -> threshold, classifier, selector ---------------------------------
+        # Everything after the popcount is always ready (its outputs go to FIFOs and memories
+        # that are checked for room here), so the stages below never stall.
+        gate = ((pick_fifo.level < MG + 8) & (dec_fifo.level < 8) & (lab_fifo.level < 8))
+        take = pc.o.valid & gate
+        c_k = Signal(range(MW + 1))
+        c_mu = Signal(range(MB + 1))
+        c_last = c_k == L_kout - 1
+        s1_valid = Signal()
+        s1_z = Signal(signed(zw))
+        s1_k = Signal(range(MW + 1))
+        s1_mu = Signal(range(MB + 1))
+        s1_last = Signal()
+        m.d.comb += [
+            pc.o.ready.eq(gate),
+            thr.i.valid.eq(take),
+            thr.i.payload.index.eq(L_row + c_k),
+            thr.i.payload.z.eq(pc.o.payload.z),
+            thr.o.ready.eq(1),
+        ]
+        m.d.sync += [s1_valid.eq(take), s1_z.eq(pc.o.payload.z), s1_k.eq(c_k), s1_mu.eq(c_mu),
+                     s1_last.eq(c_last)]
+        with m.If(take):
+            m.d.sync += [c_k.eq(Mux(c_last, 0, c_k + 1)), c_mu.eq(c_mu + c_last)]
+
+        s1_row = p_rd.data
+        s1_y = y_rd.data
+        s1_a = thr.o.payload.a
+        m.d.comb += [
+            cls.i.valid.eq(s1_valid),
+            cls.i.payload.act.eq(s1_a),
+            cls.i.payload.row.eq(s1_row),
+            cls.i.payload.label.eq(s1_y),
+            cls.i.payload.last.eq(s1_last),
+            cls.robustness.eq(self.robust[cur_l]),
+            cls.o.ready.eq(1),
+            sel.i.valid.eq(s1_valid),
+            sel.i.payload.z.eq(s1_z),
+            sel.i.payload.rho.eq(s1_row.bit_select(s1_y, 1)),
+            sel.i.payload.last.eq(s1_last),
+            sel.gamma.eq(self.gamma[cur_l]),
+            sel.o.ready.eq(1),
+            lab_fifo.w_en.eq(s1_valid & s1_last),
+            lab_fifo.w_data.eq(s1_y),
+            pick_fifo.w_en.eq(sel.o.valid),
+            pick_fifo.w_data.eq(sel.o.payload.as_value()),
+        ]
+
+        # Activations of this layer, packed into A words for the next layer.
+        abuf = Signal(P)
+        amerged = Signal(P)
+        m.d.comb += amerged.eq(abuf | (s1_a << s1_k[:LOGP])[:P])
+        a_word_end = (s1_k[:LOGP] == P - 1) | s1_last
+        fw_a_we = s1_valid & a_word_end & (cur_l + 1 < self.layers)
+        fw_a_addr = (cur_l + 1) * region + s1_mu * AW + (s1_k >> LOGP)
+        with m.If(s1_valid):
+            m.d.sync += abuf.eq(Mux(a_word_end, 0, amerged))
+
+        # Classifier decisions: last-layer errors, predictions, update flags.
+        cls_mu = Signal(range(MB + 1))
+        cls_err = cls.o.payload.pred != lab_fifo.r_data
+        m.d.comb += [
+            lab_fifo.r_en.eq(cls.o.valid),
+            dec_fifo.w_en.eq(cls.o.valid),
+            dec_fifo.w_data.eq(cls.o.payload.update),
+            pred_wr.addr.eq(cls_mu),
+            pred_wr.data.eq(cls.o.payload.pred),
+            pred_wr.en.eq(cls.o.valid & is_last_layer),
+        ]
+        with m.If(cls.o.valid):
+            m.d.sync += cls_mu.eq(cls_mu + 1)
+            with m.If(is_last_layer & cls_err):
+                m.d.sync += batch_errors.eq(batch_errors + 1)
+
+        # Picks of patterns that need an update go to the layer's pick list.
+        drain_mu = Signal(range(MB + 1))
+        pick_n = Signal(range(pick_region + 1))
+        head = Signal(sel.o.payload.shape())
+        m.d.comb += head.eq(pick_fifo.r_data)
+        drain = pick_fifo.r_rdy & dec_fifo.r_rdy
+        keep = drain & head.valid & dec_fifo.r_data
+        m.d.comb += [
+            pick_fifo.r_en.eq(drain),
+            dec_fifo.r_en.eq(drain & head.last),
+            pick_wr.addr.eq(cur_l * pick_region + pick_n),
+            pick_wr.data.mu.eq(drain_mu),
+            pick_wr.data.k.eq(head.index),
+            pick_wr.en.eq(keep),
+        ]
+        with m.If(keep):
+            m.d.sync += pick_n.eq(pick_n + 1)
+        with m.If(drain & head.last):
+            m.d.sync += drain_mu.eq(drain_mu + 1)
+        layer_done = ~g_active & ~r_valid & (drain_mu == bs)
+
+        # -- update engine: CP words and reinforcement words -----------------------------------
+        cp_valid = Signal()
+        cp_addr = Signal(waddr_bits)
+        cp_count = Signal(range(P + 1))
+        cp_rho = Signal()
+        rf_valid = Signal()
+        rf_addr = Signal(waddr_bits)
+        rf_count = Signal(range(P + 1))
+        rf_draw = Signal.like(draws.o.payload.draw)
+        m.d.sync += [cp_valid.eq(0), rf_valid.eq(draws.o.valid),
+                     rf_addr.eq(draws.o.payload.tag.addr), rf_count.eq(draws.o.payload.tag.count),
+                     rf_draw.eq(draws.o.payload.draw)]
+        m.d.comb += [
+            eng.i.valid.eq(cp_valid | rf_valid),
+            eng.i.payload.op.eq(Mux(cp_valid, UpdateOp.CP, UpdateOp.REINFORCE)),
+            eng.i.payload.h.as_value().eq(h_rd.data),
+            eng.i.payload.a.eq(a_rd.data),
+            eng.i.payload.rho.eq(cp_rho),
+            eng.i.payload.mask.eq(_lane_mask(Mux(cp_valid, cp_count, rf_count), P)),
+            eng.i.payload.draw.eq(rf_draw),
+            eng.i.payload.threshold.eq(self.thresh[cur_l]),
+            eng.i.payload.tag.addr.eq(Mux(cp_valid, cp_addr, rf_addr)),
+            eng.o.ready.eq(1),
+            draws.o.ready.eq(1),
+            mix.o.ready.eq(1),
+        ]
+        issue = Signal()
+        m.d.sync += inflight.eq(inflight + issue - eng.o.valid)
+
+        # -- host I/O registers ----------------------------------------------------------------
+        io_k = Signal(range(MW + 1))
+        io_v = Signal(range(max(AW * S, -(-max(self._max_fan_in, MW) // 4)) + 2))
+        io_addr = Signal(32)
+        io_buf = Signal(P)
+        hbuf = Signal(P * HB)
+        wbuf = Signal(P)
+        ld_mu = Signal(range(MB + 1))
+        cp_i = Signal(range(pick_region + 1))
+        cp_mu = Signal(range(MB + 1))
+        cp_k = Signal(range(MW + 1))
+        cp_prev_k = Signal(range(MW + 1))
+        cp_prev_valid = Signal()
+        cp_w = Signal(range(AW + 1))
+        cp_hbase = Signal(32)
+        cp_abase = Signal(range(ML * region + 1))
+        rf_k = Signal(range(MW + 1))
+        rf_w = Signal(range(AW + 1))
+        rf_row = Signal(32)
+        rf_start = Signal(32)
+        rf_key = Signal(32)
+        rf_next = Signal(waddr_bits)
+        resp_i = Signal(range(MB + 1))
+
+        s_in = self.s_axis.payload
+        out = self.m_axis.payload
+
+        # Default read addresses (overridden per state below).
+        m.d.comb += [
+            a_rd.addr.eq(g_abase + g_w),
+            a_rd.en.eq(fw_adv),
+            p_rd.addr.eq(L_row + c_k),
+            y_rd.addr.eq(c_mu),
+            h_rd.addr.eq(draws.o.payload.tag.addr),
+            pick_rd.addr.eq(cur_l * pick_region + cp_i),
+            pred_rd.addr.eq(resp_i),
+            t_rd.addr.eq(L_row + io_k),
+            h_wr.addr.eq(eng.o.payload.tag.addr),
+            h_wr.data.eq(eng.o.payload.h.as_value()),
+            h_wr.en.eq(eng.o.valid),
+            w_wr.addr.eq(eng.o.payload.tag.addr),
+            w_wr.data.eq(eng.o.payload.w),
+            w_wr.en.eq(eng.o.valid),
+            a_wr.addr.eq(fw_a_addr),
+            a_wr.data.eq(amerged),
+            a_wr.en.eq(fw_a_we),
+        ]
+
+        def fail(code, at_last):
+            m.d.sync += [err_flag.eq(1), err_code.eq(code)]
+            with m.If(at_last):
+                m.next = "ERROR"
+            with m.Else():
+                m.next = "DISCARD"
+
+        def start_fwd():
+            m.d.sync += [
+                g_active.eq(1), g_mu.eq(0), g_k.eq(0), g_w.eq(0), g_waddr.eq(L_base),
+                g_abase.eq(cur_l * region), c_k.eq(0), c_mu.eq(0), cls_mu.eq(0),
+                drain_mu.eq(0), pick_n.eq(0), abuf.eq(0),
+            ]
+
+        hdr_op = s_in.data[24:32]
+        hdr_layer = s_in.data[16:24]
+        hdr_count = s_in.data[0:16]
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += [phase.eq(Phase.IDLE), self.s_axis.ready.eq(1)]
+                with m.If(self.s_axis.valid):
+                    m.d.sync += [op.eq(hdr_op), io_k.eq(0), io_v.eq(0), hbuf.eq(0), wbuf.eq(0),
+                                 io_buf.eq(0), ld_mu.eq(0), batch_errors.eq(0), resp_i.eq(0)]
+                    last = s_in.last
+                    with m.Switch(hdr_op):
+                        with m.Case(Opcode.TRAIN, Opcode.INFER):
+                            with m.If(~cfg_ok):
+                                fail(ErrorCode.CONFIG, last)
+                            with m.Elif((hdr_count == 0) | (hdr_count > MB) | last):
+                                fail(ErrorCode.LENGTH, last)
+                            with m.Else():
+                                m.d.sync += [bs.eq(hdr_count), cur_l.eq(0), io_addr.eq(0)]
+                                m.next = "LOAD_LABEL"
+                        with m.Case(Opcode.WRITE_H, Opcode.WRITE_P, Opcode.WRITE_T,
+                                    Opcode.READ_H, Opcode.READ_P, Opcode.READ_T):
+                            is_write = ~hdr_op[0]
+                            with m.If(~cfg_ok):
+                                fail(ErrorCode.CONFIG, last)
+                            with m.Elif(hdr_layer >= self.layers):
+                                fail(ErrorCode.LAYER, last)
+                            with m.Elif(is_write == last):
+                                fail(ErrorCode.LENGTH, last)
+                            with m.Else():
+                                m.d.sync += cur_l.eq(hdr_layer)
+                                with m.Switch(hdr_op):
+                                    with m.Case(Opcode.WRITE_H):
+                                        m.next = "WH_START"
+                                    with m.Case(Opcode.READ_H):
+                                        m.next = "RH_START"
+                                    with m.Case(Opcode.WRITE_P, Opcode.WRITE_T):
+                                        m.next = "WPT_DATA"
+                                    with m.Case(Opcode.READ_P, Opcode.READ_T):
+                                        m.next = "RPT_RD"
+                        with m.Default():
+                            fail(ErrorCode.OPCODE, last)
+
+            with m.State("DISCARD"):
+                m.d.comb += [phase.eq(Phase.ERROR), self.s_axis.ready.eq(1)]
+                with m.If(self.s_axis.valid & s_in.last):
+                    m.next = "ERROR"
+
+            with m.State("ERROR"):
+                m.d.comb += phase.eq(Phase.ERROR)
+                with m.If(self.clear_error):
+                    m.d.sync += [err_flag.eq(0), err_code.eq(ErrorCode.NONE)]
+                    m.next = "IDLE"
+
+            # ---- minibatch load -------------------------------------------------------------
+            nw0 = (self.width[0] + 31) >> 5
+            with m.State("LOAD_LABEL"):
+                m.d.comb += [phase.eq(Phase.IO), self.s_axis.ready.eq(1),
+                             y_wr.addr.eq(ld_mu), y_wr.data.eq(s_in.data),
+                             y_wr.en.eq(self.s_axis.valid)]
+                with m.If(self.s_axis.valid):
+                    m.d.sync += [io_v.eq(0), io_buf.eq(0)]
+                    with m.If(s_in.last):
+                        fail(ErrorCode.LENGTH, 1)
+                    with m.Elif(s_in.data >= C):
+                        fail(ErrorCode.LABEL, 0)
+                    with m.Else():
+                        m.next = "LOAD_DATA"
+
+            with m.State("LOAD_DATA"):
+                slot = io_v[:LOGS] if LOGS else 0
+                merged = Signal(P)
+                m.d.comb += merged.eq(io_buf)
+                if LOGS:
+                    m.d.comb += merged.word_select(slot, 32).eq(s_in.data)
+                else:
+                    m.d.comb += merged.eq(s_in.data)
+                word_end = (io_v == nw0 - 1)
+                exp_last = (ld_mu == bs - 1) & word_end
+                a_end = word_end | ((slot == S - 1) if LOGS else 1)
+                m.d.comb += [phase.eq(Phase.IO), self.s_axis.ready.eq(1),
+                             a_wr.addr.eq(io_addr + (io_v >> LOGS)),
+                             a_wr.data.eq(merged),
+                             a_wr.en.eq(self.s_axis.valid & a_end)]
+                with m.If(self.s_axis.valid):
+                    m.d.sync += io_buf.eq(Mux(a_end, 0, merged))
+                    with m.If(s_in.last != exp_last):
+                        fail(ErrorCode.LENGTH, s_in.last)
+                    with m.Elif(word_end):
+                        m.d.sync += [ld_mu.eq(ld_mu + 1), io_addr.eq(io_addr + AW)]
+                        with m.If(exp_last):
+                            start_fwd()
+                            m.next = "FWD"
+                        with m.Else():
+                            m.next = "LOAD_LABEL"
+                    with m.Else():
+                        m.d.sync += io_v.eq(io_v + 1)
+
+            # ---- forward pass ---------------------------------------------------------------
+            with m.State("FWD"):
+                m.d.comb += phase.eq(Phase.FORWARD)
+                with m.If(layer_done):
+                    m.d.sync += Array(pick_counts)[cur_l].eq(pick_n)
+                    with m.If(is_last_layer):
+                        m.d.sync += cur_l.eq(0)
+                        with m.If(op == Opcode.INFER):
+                            m.next = "RESP_PRED_RD"
+                        with m.Else():
+                            m.next = "CP_LAYER"
+                    with m.Else():
+                        m.d.sync += cur_l.eq(cur_l + 1)
+                        m.next = "FWD_NEXT"
+
+            with m.State("FWD_NEXT"):
+                m.d.comb += phase.eq(Phase.FORWARD)
+                start_fwd()
+                m.next = "FWD"
+
+            # ---- CP updates -----------------------------------------------------------------
+            L_picks = Array(pick_counts)[cur_l]
+            with m.State("CP_LAYER"):
+                m.d.comb += phase.eq(Phase.UPDATE)
+                m.d.sync += [cp_i.eq(0), cp_prev_valid.eq(0)]
+                with m.If(L_picks == 0):
+                    m.next = "CP_WAIT"
+                with m.Else():
+                    m.next = "CP_PICK"
+
+            with m.State("CP_PICK"):
+                m.d.comb += phase.eq(Phase.UPDATE)
+                m.next = "CP_ROW"
+
+            with m.State("CP_ROW"):
+                pick = pick_rd.data
+                m.d.comb += [phase.eq(Phase.UPDATE), p_rd.addr.eq(L_row + pick.k),
+                             y_rd.addr.eq(pick.mu)]
+                m.d.sync += [cp_mu.eq(pick.mu), cp_k.eq(pick.k), cp_w.eq(0),
+                             cp_hbase.eq(L_base + pick.k * L_words),
+                             cp_abase.eq(cur_l * region + pick.mu * AW)]
+                m.next = "CP_RHO"
+
+            with m.State("CP_RHO"):
+                m.d.comb += [phase.eq(Phase.UPDATE), p_rd.addr.eq(L_row + cp_k),
+                             y_rd.addr.eq(cp_mu)]
+                # Read-after-write interlock: the same neuron again waits for its write-back.
+                with m.If(~(cp_prev_valid & (cp_prev_k == cp_k) & (inflight != 0))):
+                    m.d.sync += [cp_rho.eq(p_rd.data.bit_select(y_rd.data, 1)),
+                                 cp_prev_k.eq(cp_k), cp_prev_valid.eq(1)]
+                    m.next = "CP_WORDS"
+
+            with m.State("CP_WORDS"):
+                m.d.comb += [phase.eq(Phase.UPDATE), issue.eq(1),
+                             h_rd.addr.eq(cp_hbase + cp_w), a_rd.addr.eq(cp_abase + cp_w),
+                             a_rd.en.eq(1)]
+                m.d.sync += [cp_valid.eq(1), cp_addr.eq(cp_hbase + cp_w),
+                             cp_count.eq(Mux(cp_w == L_words - 1, L_last, P)),
+                             cp_w.eq(cp_w + 1)]
+                with m.If(cp_w == L_words - 1):
+                    m.d.sync += cp_i.eq(cp_i + 1)
+                    with m.If(cp_i == L_picks - 1):
+                        m.next = "CP_WAIT"
+                    with m.Else():
+                        m.next = "CP_PICK"
+
+            with m.State("CP_WAIT"):
+                m.d.comb += phase.eq(Phase.UPDATE)
+                with m.If(inflight == 0):
+                    m.next = "RF_KEY"
+
+            # ---- reinforcement --------------------------------------------------------------
+            with m.State("RF_KEY"):
+                m.d.comb += [phase.eq(Phase.REINFORCE), mix.i.valid.eq(1),
+                             mix.i.payload.x[0].eq(self.key[cur_l] + step * GOLDEN)]
+                with m.If(mix.i.ready):
+                    m.next = "RF_KEY_WAIT"
+
+            with m.State("RF_KEY_WAIT"):
+                m.d.comb += phase.eq(Phase.REINFORCE)
+                m.d.sync += [rf_k.eq(0), rf_w.eq(0), rf_row.eq(0), rf_start.eq(0),
+                             rf_next.eq(L_base)]
+                with m.If(mix.o.valid):
+                    m.d.sync += rf_key.eq(mix.o.payload.x[0])
+                    m.next = "RF_RUN"
+
+            with m.State("RF_RUN"):
+                m.d.comb += [
+                    phase.eq(Phase.REINFORCE),
+                    draws.i.valid.eq(1),
+                    draws.i.payload.key.eq(rf_key),
+                    draws.i.payload.start.eq(rf_start),
+                    draws.i.payload.tag.addr.eq(rf_next),
+                    draws.i.payload.tag.count.eq(Mux(rf_w == L_words - 1, L_last, P)),
+                    issue.eq(draws.i.ready),
+                ]
+                with m.If(draws.i.ready):
+                    m.d.sync += rf_next.eq(rf_next + 1)
+                    with m.If(rf_w == L_words - 1):
+                        m.d.sync += [rf_w.eq(0), rf_row.eq(rf_row + L_kin),
+                                     rf_start.eq(rf_row + L_kin), rf_k.eq(rf_k + 1)]
+                        with m.If(rf_k == L_kout - 1):
+                            m.next = "RF_WAIT"
+                    with m.Else():
+                        m.d.sync += [rf_w.eq(rf_w + 1), rf_start.eq(rf_start + P)]
+
+            with m.State("RF_WAIT"):
+                m.d.comb += phase.eq(Phase.REINFORCE)
+                with m.If(inflight == 0):
+                    with m.If(is_last_layer):
+                        m.next = "FINISH"
+                    with m.Else():
+                        m.d.sync += cur_l.eq(cur_l + 1)
+                        m.next = "CP_LAYER"
+
+            with m.State("FINISH"):
+                m.d.comb += phase.eq(Phase.RESPOND)
+                m.d.sync += [
+                    step.eq(step + 1),
+                    counters["patterns"].eq(counters["patterns"] + bs),
+                    counters["errors"].eq(counters["errors"] + batch_errors),
+                ]
+                m.next = "RESP_STATUS"
+
+            # ---- responses ------------------------------------------------------------------
+            with m.State("RESP_PRED_RD"):
+                m.d.comb += phase.eq(Phase.RESPOND)
+                m.next = "RESP_PRED"
+
+            with m.State("RESP_PRED"):
+                m.d.comb += [phase.eq(Phase.RESPOND), pred_rd.en.eq(0),
+                             self.m_axis.valid.eq(1), out.data.eq(pred_rd.data)]
+                with m.If(self.m_axis.ready):
+                    m.d.sync += resp_i.eq(resp_i + 1)
+                    with m.If(resp_i == bs - 1):
+                        m.next = "RESP_STATUS"
+                    with m.Else():
+                        m.next = "RESP_PRED_RD"
+
+            with m.State("RESP_STATUS"):
+                m.d.comb += [phase.eq(Phase.RESPOND), self.m_axis.valid.eq(1),
+                             out.data[:24].eq(batch_errors), out.data[24:].eq(op | STATUS_TAG),
+                             out.last.eq(1)]
+                with m.If(self.m_axis.ready):
+                    m.next = "IDLE"
+
+            # ---- WRITE_H / READ_H -----------------------------------------------------------
+            slot_q = io_v[:LOGQ]
+            end_q = (slot_q == Q - 1) | (io_v == L_hw - 1)
+            with m.State("WH_START"):
+                m.d.comb += phase.eq(Phase.IO)
+                m.d.sync += io_addr.eq(L_base)
+                m.next = "WH_DATA"
+
+            with m.State("WH_DATA"):
+                hmerged = Signal(P * HB)
+                wmerged = Signal(P)
+                hvals = []
+                for b in range(4):
+                    hv = Signal(signed(HB), name=f"wh_h{b}")
+                    valid_b = (io_v != L_hw - 1) | (L_kin[:2] == 0) | (b < L_kin[:2])
+                    m.d.comb += hv.eq(Mux(valid_b, s_in.data.word_select(b, 8).as_signed(), 0))
+                    hvals.append(hv)
+                m.d.comb += [
+                    hmerged.eq(hbuf), wmerged.eq(wbuf),
+                    hmerged.word_select(slot_q, 4 * HB).eq(Cat(*hvals)),
+                    wmerged.word_select(slot_q, 4).eq(Cat(*(hv > 0 for hv in hvals))),
+                ]
+                exp_last = (io_k == L_kout - 1) & (io_v == L_hw - 1)
+                m.d.comb += [phase.eq(Phase.IO), self.s_axis.ready.eq(1),
+                             h_wr.addr.eq(io_addr), h_wr.data.eq(hmerged),
+                             h_wr.en.eq(self.s_axis.valid & end_q),
+                             w_wr.addr.eq(io_addr), w_wr.data.eq(wmerged),
+                             w_wr.en.eq(self.s_axis.valid & end_q)]
+                with m.If(self.s_axis.valid):
+                    with m.If(end_q):
+                        m.d.sync += [hbuf.eq(0), wbuf.eq(0), io_addr.eq(io_addr + 1)]
+                    with m.Else():
+                        m.d.sync += [hbuf.eq(hmerged), wbuf.eq(wmerged)]
+                    with m.If(s_in.last != exp_last):
+                        fail(ErrorCode.LENGTH, s_in.last)
+                    with m.Elif(io_v == L_hw - 1):
+                        m.d.sync += [io_v.eq(0), io_k.eq(io_k + 1)]
+                        with m.If(exp_last):
+                            m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += io_v.eq(io_v + 1)
+
+            with m.State("RH_START"):
+                m.d.comb += phase.eq(Phase.IO)
+                m.d.sync += io_addr.eq(L_base)
+                m.next = "RH_RD"
+
+            with m.State("RH_RD"):
+                m.d.comb += [phase.eq(Phase.IO), h_rd.addr.eq(io_addr)]
+                m.next = "RH_SEND"
+
+            with m.State("RH_SEND"):
+                chunk = h_rd.data.word_select(slot_q, 4 * HB)
+                bytes_out = []
+                for b in range(4):
+                    hb = Signal(signed(8), name=f"rh_h{b}")
+                    m.d.comb += hb.eq(chunk.word_select(b, HB).as_signed())
+                    bytes_out.append(hb)
+                is_last = (io_k == L_kout - 1) & (io_v == L_hw - 1)
+                m.d.comb += [phase.eq(Phase.IO), h_rd.en.eq(0), self.m_axis.valid.eq(1),
+                             out.data.eq(Cat(*bytes_out)), out.last.eq(is_last)]
+                with m.If(self.m_axis.ready):
+                    with m.If(io_v == L_hw - 1):
+                        m.d.sync += [io_v.eq(0), io_k.eq(io_k + 1), io_addr.eq(io_addr + 1)]
+                        with m.If(is_last):
+                            m.next = "IDLE"
+                        with m.Else():
+                            m.next = "RH_RD"
+                    with m.Elif(slot_q == Q - 1):
+                        m.d.sync += [io_v.eq(io_v + 1), io_addr.eq(io_addr + 1)]
+                        m.next = "RH_RD"
+                    with m.Else():
+                        m.d.sync += io_v.eq(io_v + 1)
+
+            # ---- WRITE_P / WRITE_T / READ_P / READ_T ---------------------------------------
+            with m.State("WPT_DATA"):
+                exp_last = io_k == L_kout - 1
+                we = self.s_axis.valid & (s_in.last == exp_last)
+                is_p = op == Opcode.WRITE_P
+                m.d.comb += [
+                    phase.eq(Phase.IO), self.s_axis.ready.eq(1),
+                    p_wr.addr.eq(L_row + io_k), p_wr.data.eq(s_in.data),
+                    p_wr.en.eq(we & is_p),
+                    t_wr.addr.eq(L_row + io_k), t_wr.data.eq(s_in.data),
+                    t_wr.en.eq(we & ~is_p),
+                    thr.load.valid.eq(we & ~is_p),
+                    thr.load.payload.index.eq(L_row + io_k),
+                    thr.load.payload.theta.eq(s_in.data[:16]),
+                    thr.load.payload.flip.eq(s_in.data[16]),
+                ]
+                with m.If(self.s_axis.valid):
+                    m.d.sync += io_k.eq(io_k + 1)
+                    with m.If(s_in.last != exp_last):
+                        fail(ErrorCode.LENGTH, s_in.last)
+                    with m.Elif(exp_last):
+                        m.next = "IDLE"
+
+            with m.State("RPT_RD"):
+                m.d.comb += [phase.eq(Phase.IO), p_rd.addr.eq(L_row + io_k)]
+                m.next = "RPT_SEND"
+
+            with m.State("RPT_SEND"):
+                is_last = io_k == L_kout - 1
+                m.d.comb += [phase.eq(Phase.IO), p_rd.en.eq(0), t_rd.en.eq(0),
+                             self.m_axis.valid.eq(1),
+                             out.data.eq(Mux(op == Opcode.READ_P, p_rd.data, t_rd.data)),
+                             out.last.eq(is_last)]
+                with m.If(self.m_axis.ready):
+                    m.d.sync += io_k.eq(io_k + 1)
+                    with m.If(is_last):
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.next = "RPT_RD"
+
+        return ResetInserter({"sync": self.soft_reset})(m)
