@@ -19,7 +19,7 @@ from xnorlearn.hw.prng import Mix32, ReinforceDraws
 from xnorlearn.hw.selector import GroupSelector
 from xnorlearn.hw.threshold import ThresholdUnit
 from xnorlearn.hw.update import THRESHOLD_BITS, UpdateEngine, UpdateOp
-from xnorlearn.sw.golden.prng import GOLDEN
+from xnorlearn.sw.golden.prng import DRAW_BITS, GOLDEN
 
 __all__ = ["TrainerCore", "Opcode", "ErrorCode", "Phase", "AXIS_LAYOUT", "STATUS_TAG"]
 
@@ -82,19 +82,36 @@ class TrainerCore(wiring.Component):
     * load: labels and ``a_0`` into the memories, every label and the length checked;
     * forward, layer by layer and pattern by pattern: one word of ``lanes`` activations and
       weights per cycle into the :class:`~xnorlearn.hw.popcount.XnorPopcount`, with no gap
-      between neurons, patterns or layers other than the pipeline drain at a layer's end;
+      between neurons or patterns and only the pipeline drain between layers;
       the exact ``z`` goes to the threshold unit, the
       :class:`~xnorlearn.hw.classifier.LocalClassifier` and the
       :class:`~xnorlearn.hw.selector.GroupSelector` (exact ``z``, the golden default);
-      the picks of patterns that need an update are appended to a per-layer pick list;
-    * per layer: the CP updates of the pick list in order (pattern, then group) through the
-      :class:`~xnorlearn.hw.update.UpdateEngine`, with a read-after-write interlock when a
-      neuron is picked twice in a row; then the reinforcement sweep of every word of the
-      layer, with the sweep key ``mix32(key[l] + step * 0x9E3779B9)`` computed on chip by a
+      the picks of patterns that need an update are appended to a per-layer pick list.
+      Layer 0 starts with the packet's header and follows the load pattern by pattern;
+    * per layer, as soon as its pick list is complete: the CP updates of the pick list in
+      order (pattern, then group) through the :class:`~xnorlearn.hw.update.UpdateEngine`,
+      one word per cycle (the next pick is fetched while the current one streams; a
+      neuron picked twice in a row waits one cycle if it has a single word, so that it
+      reads its own write-back), then the reinforcement sweep of every word of the layer
+      with the sweep key ``mix32(key[l] + step * 0x9E3779B9)`` computed on chip by a
       :class:`~xnorlearn.hw.prng.Mix32` and the draws of a
-      :class:`~xnorlearn.hw.prng.ReinforceDraws` of ``lanes`` draws per cycle;
+      :class:`~xnorlearn.hw.prng.ReinforceDraws` of ``draw_lanes`` draws per cycle: a word
+      takes ``lanes / draw_lanes`` cycles (fewer for a partial last word of a neuron).
+      Weights are frozen during the forward pass in the golden model too, so the updates
+      of layer ``l`` run while the forward pass of layer ``l + 1`` streams (other
+      memories, and the other bank of ``A``); only the last layer's updates add cycles,
+      and the forward pass of layer ``l + 2`` waits for the updates of layer ``l`` if
+      they are not done;
     * ``step += 1``, ``patterns += bs``, ``errors +=`` the batch's last-layer errors, and the
       status word ``0x8100_0000 | errors`` on ``m_axis``.
+
+    A minibatch of ``bs`` patterns thus takes ``bs * sum_l K_l * ceil(K_{l-1} / lanes)``
+    cycles of forward pass, plus about 15 cycles per layer, plus the last layer's CP words
+    (picks times ``ceil(K_{L-1} / lanes)``) and sweep, plus about 30 cycles of load,
+    drains and response. Each busy cycle is counted once, under ``phase``: ``FORWARD``
+    while the forward pass streams (whatever runs beside it), ``UPDATE`` /
+    ``REINFORCE`` while the sequencer waits for the CP updates / sweep, ``IO`` while it
+    waits for packet words or sends a response.
 
     ``INFER`` runs the load and the forward pass only and returns one prediction word per
     pattern followed by the status word ``0x8200_0000 | errors``.
@@ -127,8 +144,9 @@ class TrainerCore(wiring.Component):
     h_bits : int
         Bits of a hidden weight, 2..8 (default 8).
     draw_lanes : int
-        Reinforcement draws per cycle requested for the build, a divisor of ``lanes``
-        (default 16). This version always computes ``lanes`` draws per cycle.
+        Reinforcement draws per cycle, an even divisor of ``lanes`` (default 16): the
+        sweep has ``draw_lanes // 2 + 1`` hashers (two 32x32 constant products each) and
+        takes ``lanes / draw_lanes`` cycles per full word.
 
     Members
     -------
@@ -157,8 +175,9 @@ class TrainerCore(wiring.Component):
     step : ``Out(32)``
         Minibatch counter ``t`` of the reinforcement draws.
     patterns, errors, cycles, cycles_forward, cycles_update, cycles_reinforce, cycles_io : ``Out(32)``
-        Patterns trained, last-layer errors counted, busy cycles, and cycles spent in the
-        forward pass, the CP updates, the reinforcement sweep and packet I/O.
+        Patterns trained, last-layer errors counted, busy cycles, and the busy cycles by
+        ``phase``: forward pass, waiting for CP updates, waiting for the reinforcement
+        sweep, packet I/O (``IO`` and ``RESPOND``); the four add up to ``cycles``.
     s_axis : ``In(stream.Signature(AXIS_LAYOUT))``
         Command packets.
     m_axis : ``Out(stream.Signature(AXIS_LAYOUT))``
@@ -257,13 +276,15 @@ class TrainerCore(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         P = self._lanes
+        D = self._draw_lanes
         LOGP = exact_log2(P)
+        LOGD = exact_log2(D)
+        CH = P // D                   # draw requests per H word in the sweep
         ML, MW, MB, MG = self._max_layers, self._max_width, self._max_batch, self._max_groups
         HB = self._h_bits
         AW = self._activation_words
         C = self._classes
         label_bits = max(1, (C - 1).bit_length())
-        wb = self._width_bits
         waddr_bits = max(1, ceil_log2(self._weight_words))
         S = P // 32                   # host words per A word
         LOGS = exact_log2(S)
@@ -294,7 +315,10 @@ class TrainerCore(wiring.Component):
                                      & (self.width[l + 1] <= self.gamma[l] * MG)))
         m.d.sync += cfg_ok.eq(Cat(*checks).all())
 
+        # Two layer indices: `cur_l` for the forward pass and packet I/O, `u_l` for the
+        # updates, which run one layer behind the forward pass (see the class docstring).
         cur_l = Signal(range(ML))
+        u_l = Signal(range(ML + 1))   # also the number of layers whose updates are done
         L_words = Array(n_w)[cur_l]
         L_last = Array(last_count)[cur_l]
         L_base = Array(base)[cur_l]
@@ -303,30 +327,43 @@ class TrainerCore(wiring.Component):
         L_row = cur_l * MW            # first row of the layer in Pmem / T
         L_hw = (L_kin + 3) >> 2       # host words per neuron in WRITE_H / READ_H
         is_last_layer = cur_l == self.layers - 1
+        U_words = Array(n_w)[u_l]
+        U_last = Array(last_count)[u_l]
+        U_base = Array(base)[u_l]
+        U_kin = self.width[u_l]
+        U_kout = self.width[u_l + 1]
+        U_row = u_l * MW
 
         # -- memories --------------------------------------------------------------------------
         m.submodules.h_mem = h_mem = Memory(shape=unsigned(P * HB), depth=self._weight_words, init=[])
         m.submodules.w_mem = w_mem = Memory(shape=unsigned(P), depth=self._weight_words, init=[])
         m.submodules.p_mem = p_mem = Memory(shape=unsigned(C), depth=ML * MW, init=[])
         m.submodules.t_mem = t_mem = Memory(shape=unsigned(17), depth=ML * MW, init=[])
-        m.submodules.a_mem = a_mem = Memory(shape=unsigned(P), depth=ML * region, init=[])
         m.submodules.y_mem = y_mem = Memory(shape=unsigned(label_bits), depth=MB, init=[])
         m.submodules.pred_mem = pred_mem = Memory(shape=unsigned(label_bits), depth=MB, init=[])
         pick_layout = data.StructLayout({"mu": range(MB), "k": range(MW)})
         m.submodules.pick_mem = pick_mem = Memory(shape=pick_layout, depth=ML * pick_region,
                                                   init=[])
+        # A is split by the parity of its layer region: the forward pass of layer l+1 reads
+        # region l+1 while the CP updates of layer l read region l, each from its own bank.
+        a_wr, a_rd = [], []
+        for b in range(min(ML, 2)):
+            mem = Memory(shape=unsigned(P), depth=(ML - b + 1) // 2 * region, init=[])
+            m.submodules[f"a_mem{b}"] = mem
+            a_wr.append(mem.write_port())
+            a_rd.append(mem.read_port())
         h_wr = h_mem.write_port()
         h_rd = h_mem.read_port(transparent_for=(h_wr,))
         w_wr = w_mem.write_port()
         w_rd = w_mem.read_port(transparent_for=(w_wr,))
         p_wr = p_mem.write_port()
         p_rd = p_mem.read_port()
+        p_rd_cp = p_mem.read_port()
         t_wr = t_mem.write_port()
         t_rd = t_mem.read_port()
-        a_wr = a_mem.write_port()
-        a_rd = a_mem.read_port()
         y_wr = y_mem.write_port()
         y_rd = y_mem.read_port()
+        y_rd_cp = y_mem.read_port()
         pred_wr = pred_mem.write_port()
         pred_rd = pred_mem.read_port()
         pick_wr = pick_mem.write_port()
@@ -341,8 +378,9 @@ class TrainerCore(wiring.Component):
         m.submodules.selector = sel = GroupSelector(z_bits=zw, max_width=MW)
         tag = data.StructLayout({"addr": waddr_bits})
         m.submodules.engine = eng = UpdateEngine(lanes=P, h_bits=HB, tag_shape=tag)
-        rf_tag = data.StructLayout({"addr": waddr_bits, "count": range(P + 1)})
-        m.submodules.draws = draws = ReinforceDraws(lanes=P, tag_shape=rf_tag)
+        rf_tag = data.StructLayout({"addr": waddr_bits, "count": range(P + 1),
+                                    "chunk": range(max(CH, 2)), "last": 1})
+        m.submodules.draws = draws = ReinforceDraws(lanes=D, tag_shape=rf_tag)
         m.submodules.mix = mix = Mix32(lanes=1)
         m.submodules.pick_fifo = pick_fifo = SyncFIFO(width=len(sel.o.payload.as_value()),
                                                       depth=MG + 16)
@@ -356,6 +394,7 @@ class TrainerCore(wiring.Component):
         err_flag = Signal()
         err_code = Signal(ErrorCode)
         pick_counts = [Signal(range(pick_region + 1), name=f"picks{l}") for l in range(ML)]
+        fw_done = Signal(range(ML + 1))   # layers whose forward pass (and pick list) is complete
         inflight = Signal(16)         # update-engine words issued and not yet written back
         step = Signal(32)
         counters = {name: Signal(32, name=f"count_{name}") for name in
@@ -379,23 +418,27 @@ class TrainerCore(wiring.Component):
                 m.d.sync += counters[name].eq(counters[name] + 1)
 
         # -- forward pass: word generator -> popcount -------------------------------------------
+        # Layer 0 starts with the TRAIN packet's header and follows the load pattern by
+        # pattern: pattern `g_mu` streams once it is in A (`g_mu < ld_mu`).
+        ld_mu = Signal(range(MB + 1))  # patterns loaded
         g_active = Signal()
         g_mu = Signal(range(MB + 1))
         g_k = Signal(range(MW + 1))
         g_w = Signal(range(AW + 1))
         g_waddr = Signal(waddr_bits)
         g_abase = Signal(range(ML * region + 1))
+        g_go = g_active & (g_mu < ld_mu)
         r_valid = Signal()
         r_count = Signal(range(P + 1))
         r_last = Signal()
         fw_adv = ~r_valid | pc.i.ready
         with m.If(fw_adv):
             m.d.sync += [
-                r_valid.eq(g_active),
+                r_valid.eq(g_go),
                 r_count.eq(Mux(g_w == L_words - 1, L_last, P)),
                 r_last.eq(g_w == L_words - 1),
             ]
-            with m.If(g_active):
+            with m.If(g_go):
                 with m.If(g_w == L_words - 1):
                     m.d.sync += g_w.eq(0)
                     with m.If(g_k == L_kout - 1):
@@ -407,11 +450,13 @@ class TrainerCore(wiring.Component):
                         m.d.sync += [g_k.eq(g_k + 1), g_waddr.eq(g_waddr + 1)]
                 with m.Else():
                     m.d.sync += [g_w.eq(g_w + 1), g_waddr.eq(g_waddr + 1)]
+        fw_bank = cur_l[0] if ML > 1 else 0
+        fw_a_data = Mux(fw_bank, a_rd[-1].data, a_rd[0].data)
         m.d.comb += [
             w_rd.addr.eq(g_waddr),
             w_rd.en.eq(fw_adv),
             pc.i.valid.eq(r_valid),
-            pc.i.payload.a.eq(a_rd.data),
+            pc.i.payload.a.eq(fw_a_data),
             pc.i.payload.w.eq(w_rd.data),
             pc.i.payload.count.eq(r_count),
             pc.i.payload.last.eq(r_last),
@@ -465,13 +510,14 @@ class TrainerCore(wiring.Component):
             pick_fifo.w_data.eq(sel.o.payload.as_value()),
         ]
 
-        # Activations of this layer, packed into A words for the next layer.
+        # Activations of this layer, packed into A words for the next layer (region cur_l+1).
         abuf = Signal(P)
         amerged = Signal(P)
         m.d.comb += amerged.eq(abuf | (s1_a << s1_k[:LOGP])[:P])
         a_word_end = (s1_k[:LOGP] == P - 1) | s1_last
         fw_a_we = s1_valid & a_word_end & (cur_l + 1 < self.layers)
-        fw_a_addr = (cur_l + 1) * region + s1_mu * AW + (s1_k >> LOGP)
+        fw_a_addr = ((cur_l + 1) >> 1) * region + s1_mu * AW + (s1_k >> LOGP)
+        fw_wbank = ~cur_l[0] if ML > 1 else 0
         with m.If(s1_valid):
             m.d.sync += abuf.eq(Mux(a_word_end, 0, amerged))
 
@@ -511,35 +557,180 @@ class TrainerCore(wiring.Component):
         with m.If(drain & head.last):
             m.d.sync += drain_mu.eq(drain_mu + 1)
         layer_done = ~g_active & ~r_valid & (drain_mu == bs)
+        # Nothing of the forward pass in flight: the generator waits at a pattern boundary
+        # (or is done) and every generated pattern has left the pipeline.
+        fw_quiet = ~r_valid & (g_w == 0) & (g_k == 0) & (drain_mu == g_mu)
+        fw_busy = g_go | ~fw_quiet
 
-        # -- update engine: CP words and reinforcement words -----------------------------------
+        # -- updates: CP pick prefetch -> word issue, reinforcement draws -> word issue ---------
+        # The update machine works on layer `u_l` once its pick list is complete
+        # (`u_l < fw_done`): first the CP updates, then the reinforcement sweep.
+        u_run = Signal()
+        issue = Signal()              # a word enters the update engine next cycle
+        m.d.sync += inflight.eq(inflight + issue - eng.o.valid)
+        U_picks = Array(pick_counts)[u_l]
+
+        # Pick prefetch: pick list -> (P row, label) -> rho, a three-stage pipeline that runs
+        # ahead of the word issue so that consecutive picks stream without a gap.
+        pf_i = Signal(range(pick_region + 1))
+        f0_v, f1_v, nx_v = Signal(), Signal(), Signal()
+        f1_k, nx_k = Signal(range(MW)), Signal(range(MW))
+        f1_hbase, nx_hbase = Signal(waddr_bits), Signal(waddr_bits)
+        f1_abase, nx_abase = Signal(range(ML * region + 1)), Signal(range(ML * region + 1))
+        nx_rho = Signal()
+        cp_act = Signal()             # a pick is streaming its words
+        cp_w = Signal(range(AW + 1))
+        cp_k = Signal(range(MW))
+        cp_rho = Signal()
+        cp_hbase = Signal(waddr_bits)
+        cp_abase = Signal(range(ML * region + 1))
+        cp_last_word = cp_w == U_words - 1
+        # Read-after-write: a word is written back two cycles after it is issued, so the
+        # same neuron may follow itself at once only if it has two words or more.
+        hazard = cp_act & cp_last_word & (nx_k == cp_k) & (U_words == 1)
+        cp_take = u_run & nx_v & (~cp_act | cp_last_word) & ~hazard
+        en2 = ~nx_v | cp_take
+        en1 = ~f1_v | en2
+        en0 = ~f0_v | en1
+        fetch = u_run & (pf_i < U_picks)
+        pk = pick_rd.data
+        m.d.comb += [
+            pick_rd.addr.eq(u_l * pick_region + pf_i),
+            pick_rd.en.eq(en0),
+            p_rd_cp.addr.eq(U_row + pk.k),
+            p_rd_cp.en.eq(en1),
+            y_rd_cp.addr.eq(pk.mu),
+            y_rd_cp.en.eq(en1),
+        ]
+        with m.If(en0):
+            m.d.sync += [f0_v.eq(fetch), pf_i.eq(pf_i + fetch)]
+        with m.If(en1):
+            m.d.sync += [f1_v.eq(f0_v), f1_k.eq(pk.k), f1_hbase.eq(U_base + pk.k * U_words),
+                         f1_abase.eq((u_l >> 1) * region + pk.mu * AW)]
+        with m.If(en2):
+            m.d.sync += [nx_v.eq(f1_v), nx_k.eq(f1_k), nx_hbase.eq(f1_hbase),
+                         nx_abase.eq(f1_abase),
+                         nx_rho.eq(p_rd_cp.data.bit_select(y_rd_cp.data, 1))]
+
         cp_valid = Signal()
         cp_addr = Signal(waddr_bits)
         cp_count = Signal(range(P + 1))
-        cp_rho = Signal()
+        cp_qrho = Signal()
+        cp_a_addr = Signal(range(ML * region + 1))
+        m.d.sync += cp_valid.eq(0)
+        m.d.comb += cp_a_addr.eq(cp_abase + cp_w)
+        with m.If(cp_act):
+            m.d.comb += issue.eq(1)
+            m.d.sync += [cp_valid.eq(1), cp_addr.eq(cp_hbase + cp_w), cp_qrho.eq(cp_rho),
+                         cp_count.eq(Mux(cp_last_word, U_last, P)), cp_w.eq(cp_w + 1)]
+            with m.If(cp_last_word):
+                m.d.sync += cp_act.eq(0)
+        with m.If(cp_take):
+            m.d.sync += [cp_act.eq(1), cp_w.eq(0), cp_k.eq(nx_k), cp_rho.eq(nx_rho),
+                         cp_hbase.eq(nx_hbase), cp_abase.eq(nx_abase)]
+        cp_all_issued = (pf_i == U_picks) & ~f0_v & ~f1_v & ~nx_v & ~cp_act
+        # The sweep reads H from two cycles after the last CP word was issued (its write-back).
+        rf_ok = Signal()
+        with m.If(u_run):
+            m.d.sync += rf_ok.eq(cp_all_issued)
+
+        # Reinforcement: one request of `draw_lanes` draws per cycle; the requests of a word
+        # (fewer for a partial last word) are collected and the word goes to the engine.
+        rf_key = Signal(32)
+        rf_key_v = Signal()
+        rf_gen = Signal()             # requests left to make
+        rf_k = Signal(range(MW + 1))
+        rf_w = Signal(range(AW + 1))
+        rf_c = Signal(range(max(CH, 2)))
+        rf_row = Signal(32)
+        rf_start = Signal(32)
+        rf_next = Signal(waddr_bits)
+        rf_pending = Signal(range(64))   # requests in the draws pipeline (bounded by its depth)
+        rf_word_last = rf_w == U_words - 1
+        chunk_last = Mux(rf_word_last, rf_c == ((U_last + D - 1) >> LOGD) - 1, rf_c == CH - 1)
+        req = draws.i.valid & draws.i.ready
+        m.d.comb += [
+            draws.i.valid.eq(u_run & rf_key_v & rf_gen),
+            draws.i.payload.key.eq(rf_key),
+            draws.i.payload.start.eq(rf_start),
+            draws.i.payload.tag.addr.eq(rf_next),
+            draws.i.payload.tag.count.eq(Mux(rf_word_last, U_last, P)),
+            draws.i.payload.tag.chunk.eq(rf_c),
+            draws.i.payload.tag.last.eq(chunk_last),
+        ]
+        with m.If(req):
+            with m.If(chunk_last):
+                m.d.sync += [rf_c.eq(0), rf_next.eq(rf_next + 1)]
+                with m.If(rf_word_last):
+                    m.d.sync += [rf_w.eq(0), rf_row.eq(rf_row + U_kin),
+                                 rf_start.eq(rf_row + U_kin), rf_k.eq(rf_k + 1)]
+                    with m.If(rf_k == U_kout - 1):
+                        m.d.sync += rf_gen.eq(0)
+                with m.Else():
+                    m.d.sync += [rf_w.eq(rf_w + 1), rf_start.eq(rf_start + D)]
+            with m.Else():
+                m.d.sync += [rf_c.eq(rf_c + 1), rf_start.eq(rf_start + D)]
+
+        dout = draws.o.payload
+        got = draws.o.valid & rf_ok
+        m.d.comb += draws.o.ready.eq(rf_ok)
+        m.d.sync += rf_pending.eq(rf_pending + req - got)
         rf_valid = Signal()
         rf_addr = Signal(waddr_bits)
         rf_count = Signal(range(P + 1))
-        rf_draw = Signal.like(draws.o.payload.draw)
-        m.d.sync += [cp_valid.eq(0), rf_valid.eq(draws.o.valid),
-                     rf_addr.eq(draws.o.payload.tag.addr), rf_count.eq(draws.o.payload.tag.count),
-                     rf_draw.eq(draws.o.payload.draw)]
+        rf_draw = Signal(P * DRAW_BITS)
+        # Chunk CH-1 always ends its word, so it needs no buffer; the lanes of chunks a
+        # partial word does not request hold stale draws, masked by the word's count.
+        rf_buf = [Signal(D * DRAW_BITS, name=f"rf_buf{s}") for s in range(CH - 1)]
+        merged = Cat(*(Mux(dout.tag.chunk == s, dout.draw.as_value(), rf_buf[s])
+                       for s in range(CH - 1)), dout.draw.as_value())
+        with m.If(got):
+            for s in range(CH - 1):
+                with m.If(dout.tag.chunk == s):
+                    m.d.sync += rf_buf[s].eq(dout.draw.as_value())
+        rf_issue = got & dout.tag.last
+        m.d.sync += [rf_valid.eq(rf_issue), rf_addr.eq(dout.tag.addr),
+                     rf_count.eq(dout.tag.count), rf_draw.eq(merged)]
+        with m.If(rf_issue):
+            m.d.comb += issue.eq(1)
+
         m.d.comb += [
             eng.i.valid.eq(cp_valid | rf_valid),
             eng.i.payload.op.eq(Mux(cp_valid, UpdateOp.CP, UpdateOp.REINFORCE)),
             eng.i.payload.h.as_value().eq(h_rd.data),
-            eng.i.payload.a.eq(a_rd.data),
-            eng.i.payload.rho.eq(cp_rho),
+            eng.i.payload.a.eq(Mux(u_l[0], a_rd[-1].data, a_rd[0].data) if ML > 1
+                               else a_rd[0].data),
+            eng.i.payload.rho.eq(cp_qrho),
             eng.i.payload.mask.eq(_lane_mask(Mux(cp_valid, cp_count, rf_count), P)),
-            eng.i.payload.draw.eq(rf_draw),
-            eng.i.payload.threshold.eq(self.thresh[cur_l]),
+            eng.i.payload.draw.as_value().eq(rf_draw),
+            eng.i.payload.threshold.eq(self.thresh[u_l]),
             eng.i.payload.tag.addr.eq(Mux(cp_valid, cp_addr, rf_addr)),
             eng.o.ready.eq(1),
-            draws.o.ready.eq(1),
             mix.o.ready.eq(1),
         ]
-        issue = Signal()
-        m.d.sync += inflight.eq(inflight + issue - eng.o.valid)
+        u_finished = (u_run & rf_key_v & ~rf_gen & rf_ok & (rf_pending == 0) & ~rf_valid
+                      & (inflight == 0))
+        # Phase while only the update machine works (it is hidden under later layers'
+        # forward passes otherwise).
+        u_phase = Mux(rf_ok, Phase.REINFORCE, Phase.UPDATE)
+
+        with m.FSM(name="update"):
+            with m.State("U_IDLE"):
+                start = (op == Opcode.TRAIN) & (u_l < fw_done)
+                m.d.comb += [mix.i.valid.eq(start),
+                             mix.i.payload.x[0].eq(self.key[u_l] + step * GOLDEN)]
+                m.d.sync += [pf_i.eq(0), f0_v.eq(0), f1_v.eq(0), nx_v.eq(0), cp_act.eq(0),
+                             rf_ok.eq(0), rf_key_v.eq(0), rf_gen.eq(1), rf_k.eq(0), rf_w.eq(0),
+                             rf_c.eq(0), rf_row.eq(0), rf_start.eq(0), rf_next.eq(U_base)]
+                with m.If(start & mix.i.ready):
+                    m.next = "U_RUN"
+            with m.State("U_RUN"):
+                m.d.comb += u_run.eq(1)
+                with m.If(mix.o.valid):
+                    m.d.sync += [rf_key.eq(mix.o.payload.x[0]), rf_key_v.eq(1)]
+                with m.If(u_finished):
+                    m.d.sync += u_l.eq(u_l + 1)
+                    m.next = "U_IDLE"
 
         # -- host I/O registers ----------------------------------------------------------------
         io_k = Signal(range(MW + 1))
@@ -548,34 +739,26 @@ class TrainerCore(wiring.Component):
         io_buf = Signal(P)
         hbuf = Signal(P * HB)
         wbuf = Signal(P)
-        ld_mu = Signal(range(MB + 1))
-        cp_i = Signal(range(pick_region + 1))
-        cp_mu = Signal(range(MB + 1))
-        cp_k = Signal(range(MW + 1))
-        cp_prev_k = Signal(range(MW + 1))
-        cp_prev_valid = Signal()
-        cp_w = Signal(range(AW + 1))
-        cp_hbase = Signal(32)
-        cp_abase = Signal(range(ML * region + 1))
-        rf_k = Signal(range(MW + 1))
-        rf_w = Signal(range(AW + 1))
-        rf_row = Signal(32)
-        rf_start = Signal(32)
-        rf_key = Signal(32)
-        rf_next = Signal(waddr_bits)
         resp_i = Signal(range(MB + 1))
 
         s_in = self.s_axis.payload
         out = self.m_axis.payload
 
-        # Default read addresses (overridden per state below).
+        # Default addresses and write ports (overridden per state below).
+        fw_a_rdaddr = g_abase + g_w
+        for b in range(len(a_rd)):
+            cp_here = u_run & ((u_l[0] == b) if ML > 1 else 1)
+            m.d.comb += [
+                a_rd[b].addr.eq(Mux(cp_here, cp_a_addr, fw_a_rdaddr)),
+                a_rd[b].en.eq(cp_here | fw_adv),
+                a_wr[b].addr.eq(fw_a_addr),
+                a_wr[b].data.eq(amerged),
+                a_wr[b].en.eq(fw_a_we & (fw_wbank == b)),
+            ]
         m.d.comb += [
-            a_rd.addr.eq(g_abase + g_w),
-            a_rd.en.eq(fw_adv),
             p_rd.addr.eq(L_row + c_k),
             y_rd.addr.eq(c_mu),
-            h_rd.addr.eq(draws.o.payload.tag.addr),
-            pick_rd.addr.eq(cur_l * pick_region + cp_i),
+            h_rd.addr.eq(Mux(cp_act, cp_hbase + cp_w, dout.tag.addr)),
             pred_rd.addr.eq(resp_i),
             t_rd.addr.eq(L_row + io_k),
             h_wr.addr.eq(eng.o.payload.tag.addr),
@@ -584,9 +767,6 @@ class TrainerCore(wiring.Component):
             w_wr.addr.eq(eng.o.payload.tag.addr),
             w_wr.data.eq(eng.o.payload.w),
             w_wr.en.eq(eng.o.valid),
-            a_wr.addr.eq(fw_a_addr),
-            a_wr.data.eq(amerged),
-            a_wr.en.eq(fw_a_we),
         ]
 
         def fail(code, at_last):
@@ -596,10 +776,10 @@ class TrainerCore(wiring.Component):
             with m.Else():
                 m.next = "DISCARD"
 
-        def start_fwd():
+        def start_fwd(layer):
             m.d.sync += [
-                g_active.eq(1), g_mu.eq(0), g_k.eq(0), g_w.eq(0), g_waddr.eq(L_base),
-                g_abase.eq(cur_l * region), c_k.eq(0), c_mu.eq(0), cls_mu.eq(0),
+                g_active.eq(1), g_mu.eq(0), g_k.eq(0), g_w.eq(0), g_waddr.eq(Array(base)[layer]),
+                g_abase.eq((layer >> 1) * region), c_k.eq(0), c_mu.eq(0), cls_mu.eq(0),
                 drain_mu.eq(0), pick_n.eq(0), abuf.eq(0),
             ]
 
@@ -611,8 +791,11 @@ class TrainerCore(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += [phase.eq(Phase.IDLE), self.s_axis.ready.eq(1)]
                 with m.If(self.s_axis.valid):
+                    # fw_done = 0: only the pick lists of an accepted TRAIN packet are applied
+                    # (an INFER leaves its own behind).
                     m.d.sync += [op.eq(hdr_op), io_k.eq(0), io_v.eq(0), hbuf.eq(0), wbuf.eq(0),
-                                 io_buf.eq(0), ld_mu.eq(0), batch_errors.eq(0), resp_i.eq(0)]
+                                 io_buf.eq(0), ld_mu.eq(0), batch_errors.eq(0), resp_i.eq(0),
+                                 fw_done.eq(0)]
                     last = s_in.last
                     with m.Switch(hdr_op):
                         with m.Case(Opcode.TRAIN, Opcode.INFER):
@@ -621,7 +804,9 @@ class TrainerCore(wiring.Component):
                             with m.Elif((hdr_count == 0) | (hdr_count > MB) | last):
                                 fail(ErrorCode.LENGTH, last)
                             with m.Else():
-                                m.d.sync += [bs.eq(hdr_count), cur_l.eq(0), io_addr.eq(0)]
+                                m.d.sync += [bs.eq(hdr_count), cur_l.eq(0), io_addr.eq(0),
+                                             u_l.eq(0)]
+                                start_fwd(0)
                                 m.next = "LOAD_LABEL"
                         with m.Case(Opcode.WRITE_H, Opcode.WRITE_P, Opcode.WRITE_T,
                                     Opcode.READ_H, Opcode.READ_P, Opcode.READ_T):
@@ -655,12 +840,21 @@ class TrainerCore(wiring.Component):
                 m.d.comb += phase.eq(Phase.ERROR)
                 with m.If(self.clear_error):
                     m.d.sync += [err_flag.eq(0), err_code.eq(ErrorCode.NONE)]
+                    m.next = "QUIESCE"
+
+            # A TRAIN / INFER packet refused during its load leaves the forward pass waiting
+            # at a pattern boundary; let what it started drain before the next packet.
+            with m.State("QUIESCE"):
+                m.d.comb += phase.eq(Phase.IDLE)
+                with m.If(fw_quiet):
+                    m.d.sync += g_active.eq(0)
                     m.next = "IDLE"
 
-            # ---- minibatch load -------------------------------------------------------------
+            # ---- minibatch load (the forward pass of layer 0 follows it) ----------------------
             nw0 = (self.width[0] + 31) >> 5
+            load_phase = Mux(fw_busy, Phase.FORWARD, Phase.IO)
             with m.State("LOAD_LABEL"):
-                m.d.comb += [phase.eq(Phase.IO), self.s_axis.ready.eq(1),
+                m.d.comb += [phase.eq(load_phase), self.s_axis.ready.eq(1),
                              y_wr.addr.eq(ld_mu), y_wr.data.eq(s_in.data),
                              y_wr.en.eq(self.s_axis.valid)]
                 with m.If(self.s_axis.valid):
@@ -674,27 +868,27 @@ class TrainerCore(wiring.Component):
 
             with m.State("LOAD_DATA"):
                 slot = io_v[:LOGS] if LOGS else 0
-                merged = Signal(P)
-                m.d.comb += merged.eq(io_buf)
+                merged_in = Signal(P)
+                m.d.comb += merged_in.eq(io_buf)
                 if LOGS:
-                    m.d.comb += merged.word_select(slot, 32).eq(s_in.data)
+                    m.d.comb += merged_in.word_select(slot, 32).eq(s_in.data)
                 else:
-                    m.d.comb += merged.eq(s_in.data)
+                    m.d.comb += merged_in.eq(s_in.data)
                 word_end = (io_v == nw0 - 1)
                 exp_last = (ld_mu == bs - 1) & word_end
                 a_end = word_end | ((slot == S - 1) if LOGS else 1)
-                m.d.comb += [phase.eq(Phase.IO), self.s_axis.ready.eq(1),
-                             a_wr.addr.eq(io_addr + (io_v >> LOGS)),
-                             a_wr.data.eq(merged),
-                             a_wr.en.eq(self.s_axis.valid & a_end)]
+                # Region 0 is in bank 0; layer 0's forward pass writes bank 1 meanwhile.
+                m.d.comb += [phase.eq(load_phase), self.s_axis.ready.eq(1),
+                             a_wr[0].addr.eq(io_addr + (io_v >> LOGS)),
+                             a_wr[0].data.eq(merged_in),
+                             a_wr[0].en.eq(self.s_axis.valid & a_end)]
                 with m.If(self.s_axis.valid):
-                    m.d.sync += io_buf.eq(Mux(a_end, 0, merged))
+                    m.d.sync += io_buf.eq(Mux(a_end, 0, merged_in))
                     with m.If(s_in.last != exp_last):
                         fail(ErrorCode.LENGTH, s_in.last)
                     with m.Elif(word_end):
                         m.d.sync += [ld_mu.eq(ld_mu + 1), io_addr.eq(io_addr + AW)]
                         with m.If(exp_last):
-                            start_fwd()
                             m.next = "FWD"
                         with m.Else():
                             m.next = "LOAD_LABEL"
@@ -705,116 +899,31 @@ class TrainerCore(wiring.Component):
             with m.State("FWD"):
                 m.d.comb += phase.eq(Phase.FORWARD)
                 with m.If(layer_done):
-                    m.d.sync += Array(pick_counts)[cur_l].eq(pick_n)
+                    m.d.sync += [Array(pick_counts)[cur_l].eq(pick_n), fw_done.eq(cur_l + 1)]
                     with m.If(is_last_layer):
-                        m.d.sync += cur_l.eq(0)
                         with m.If(op == Opcode.INFER):
                             m.next = "RESP_PRED_RD"
                         with m.Else():
-                            m.next = "CP_LAYER"
+                            m.next = "UPD_WAIT"
                     with m.Else():
                         m.d.sync += cur_l.eq(cur_l + 1)
                         m.next = "FWD_NEXT"
 
+            # Layer cur_l's forward pass reads the A bank that the updates of layer cur_l-2
+            # read: it waits for them (the updates of cur_l-1 use the other bank).
             with m.State("FWD_NEXT"):
-                m.d.comb += phase.eq(Phase.FORWARD)
-                start_fwd()
-                m.next = "FWD"
+                can_start = (op == Opcode.INFER) | (u_l + 1 >= cur_l)
+                m.d.comb += phase.eq(Mux(can_start, Phase.FORWARD, u_phase))
+                with m.If(can_start):
+                    start_fwd(cur_l)
+                    m.next = "FWD"
 
-            # ---- CP updates -----------------------------------------------------------------
-            L_picks = Array(pick_counts)[cur_l]
-            with m.State("CP_LAYER"):
-                m.d.comb += phase.eq(Phase.UPDATE)
-                m.d.sync += [cp_i.eq(0), cp_prev_valid.eq(0)]
-                with m.If(L_picks == 0):
-                    m.next = "CP_WAIT"
-                with m.Else():
-                    m.next = "CP_PICK"
-
-            with m.State("CP_PICK"):
-                m.d.comb += phase.eq(Phase.UPDATE)
-                m.next = "CP_ROW"
-
-            with m.State("CP_ROW"):
-                pick = pick_rd.data
-                m.d.comb += [phase.eq(Phase.UPDATE), p_rd.addr.eq(L_row + pick.k),
-                             y_rd.addr.eq(pick.mu)]
-                m.d.sync += [cp_mu.eq(pick.mu), cp_k.eq(pick.k), cp_w.eq(0),
-                             cp_hbase.eq(L_base + pick.k * L_words),
-                             cp_abase.eq(cur_l * region + pick.mu * AW)]
-                m.next = "CP_RHO"
-
-            with m.State("CP_RHO"):
-                m.d.comb += [phase.eq(Phase.UPDATE), p_rd.addr.eq(L_row + cp_k),
-                             y_rd.addr.eq(cp_mu)]
-                # Read-after-write interlock: the same neuron again waits for its write-back.
-                with m.If(~(cp_prev_valid & (cp_prev_k == cp_k) & (inflight != 0))):
-                    m.d.sync += [cp_rho.eq(p_rd.data.bit_select(y_rd.data, 1)),
-                                 cp_prev_k.eq(cp_k), cp_prev_valid.eq(1)]
-                    m.next = "CP_WORDS"
-
-            with m.State("CP_WORDS"):
-                m.d.comb += [phase.eq(Phase.UPDATE), issue.eq(1),
-                             h_rd.addr.eq(cp_hbase + cp_w), a_rd.addr.eq(cp_abase + cp_w),
-                             a_rd.en.eq(1)]
-                m.d.sync += [cp_valid.eq(1), cp_addr.eq(cp_hbase + cp_w),
-                             cp_count.eq(Mux(cp_w == L_words - 1, L_last, P)),
-                             cp_w.eq(cp_w + 1)]
-                with m.If(cp_w == L_words - 1):
-                    m.d.sync += cp_i.eq(cp_i + 1)
-                    with m.If(cp_i == L_picks - 1):
-                        m.next = "CP_WAIT"
-                    with m.Else():
-                        m.next = "CP_PICK"
-
-            with m.State("CP_WAIT"):
-                m.d.comb += phase.eq(Phase.UPDATE)
-                with m.If(inflight == 0):
-                    m.next = "RF_KEY"
-
-            # ---- reinforcement --------------------------------------------------------------
-            with m.State("RF_KEY"):
-                m.d.comb += [phase.eq(Phase.REINFORCE), mix.i.valid.eq(1),
-                             mix.i.payload.x[0].eq(self.key[cur_l] + step * GOLDEN)]
-                with m.If(mix.i.ready):
-                    m.next = "RF_KEY_WAIT"
-
-            with m.State("RF_KEY_WAIT"):
-                m.d.comb += phase.eq(Phase.REINFORCE)
-                m.d.sync += [rf_k.eq(0), rf_w.eq(0), rf_row.eq(0), rf_start.eq(0),
-                             rf_next.eq(L_base)]
-                with m.If(mix.o.valid):
-                    m.d.sync += rf_key.eq(mix.o.payload.x[0])
-                    m.next = "RF_RUN"
-
-            with m.State("RF_RUN"):
-                m.d.comb += [
-                    phase.eq(Phase.REINFORCE),
-                    draws.i.valid.eq(1),
-                    draws.i.payload.key.eq(rf_key),
-                    draws.i.payload.start.eq(rf_start),
-                    draws.i.payload.tag.addr.eq(rf_next),
-                    draws.i.payload.tag.count.eq(Mux(rf_w == L_words - 1, L_last, P)),
-                    issue.eq(draws.i.ready),
-                ]
-                with m.If(draws.i.ready):
-                    m.d.sync += rf_next.eq(rf_next + 1)
-                    with m.If(rf_w == L_words - 1):
-                        m.d.sync += [rf_w.eq(0), rf_row.eq(rf_row + L_kin),
-                                     rf_start.eq(rf_row + L_kin), rf_k.eq(rf_k + 1)]
-                        with m.If(rf_k == L_kout - 1):
-                            m.next = "RF_WAIT"
-                    with m.Else():
-                        m.d.sync += [rf_w.eq(rf_w + 1), rf_start.eq(rf_start + P)]
-
-            with m.State("RF_WAIT"):
-                m.d.comb += phase.eq(Phase.REINFORCE)
-                with m.If(inflight == 0):
-                    with m.If(is_last_layer):
-                        m.next = "FINISH"
-                    with m.Else():
-                        m.d.sync += cur_l.eq(cur_l + 1)
-                        m.next = "CP_LAYER"
+            # ---- the last layer's updates ----------------------------------------------------
+            with m.State("UPD_WAIT"):
+                m.d.comb += phase.eq(u_phase)
+                with m.If(u_l == self.layers):
+                    m.d.sync += cur_l.eq(0)
+                    m.next = "FINISH"
 
             with m.State("FINISH"):
                 m.d.comb += phase.eq(Phase.RESPOND)
@@ -828,6 +937,7 @@ class TrainerCore(wiring.Component):
             # ---- responses ------------------------------------------------------------------
             with m.State("RESP_PRED_RD"):
                 m.d.comb += phase.eq(Phase.RESPOND)
+                m.d.sync += cur_l.eq(0)
                 m.next = "RESP_PRED"
 
             with m.State("RESP_PRED"):

@@ -12,12 +12,23 @@ the golden model, together with the batch's error count (status word) and the
 
 Parameters (``tb_params()``): ``networks``, ``batches`` (per network) and the
 build parameters the DUT was made with (``build``), which the scenarios must fit.
+
+``test_benchmark`` (run by ``benchmarks/core_cycles.py``, skipped unless the parameters
+have a ``benchmark`` entry) trains given minibatches of a given network with a
+:class:`LeanHost`, which lets the simulator run freely while the core computes, checks
+``H`` and ``P`` whole after each minibatch and writes the core's cycle counters to
+``bench.json``.
 """
+
+import json
+import time
+from pathlib import Path
 
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
+from cocotb.utils import get_sim_time
 
 from xnorlearn.hw.core import AXIS_LAYOUT
 from xnorlearn.sim.runner import tb_params
@@ -28,7 +39,8 @@ from xnorlearn.sw.golden.fast import FastBMLP
 
 __all__ = ["TRAIN", "INFER", "WRITE_H", "READ_H", "WRITE_P", "READ_P", "WRITE_T", "READ_T",
            "header", "write_h_packet", "parse_h", "write_p_packet", "parse_p", "train_packet",
-           "config_values", "random_model", "random_batch", "Scenario", "TB"]
+           "config_values", "random_model", "random_batch", "Scenario", "TB", "LeanHost",
+           "configure", "run_benchmark"]
 
 CLOCK_NS = 10
 TRAIN, INFER = 0x01, 0x02
@@ -157,13 +169,12 @@ class Scenario:
     ``check(response_words)`` raises on a mismatch (whole matrices compared).
     """
 
-    def __init__(self, rng, build, batches):
+    def __init__(self, rng, build, batches, model=None):
         self.rng = rng
         self.build = build
-        self.model = random_model(rng, build)
+        self.model = random_model(rng, build) if model is None else model
         self.batches = [random_batch(rng, self.model, build["max_batch"]) for _ in range(batches)]
         self.config = config_values(self.model)
-        self.matched = 0
 
     def load_packets(self):
         cfg = self.model.config
@@ -214,6 +225,30 @@ class Scenario:
 
 # -- cocotb bench ------------------------------------------------------------------------------
 
+def _set_array(dut, name, values, count):
+    port = getattr(dut, name)
+    width = len(port) // count
+    packed = 0
+    for i, v in enumerate(values):
+        packed |= (int(v) & ((1 << width) - 1)) << (i * width)
+    port.value = packed
+
+
+async def configure(dut, cfg, max_layers):
+    """Set the configuration ports from ``cfg`` (:func:`config_values`), load ``step`` and
+    wait until the core's derived configuration has settled."""
+    dut.layers.value = cfg["layers"]
+    _set_array(dut, "width", cfg["width"], max_layers + 1)
+    for name in ("gamma", "robust", "thresh", "key"):
+        _set_array(dut, name, cfg[name], max_layers)
+    dut.step_value.value = cfg["step"]
+    dut.step_load.value = 1
+    await RisingEdge(dut.clk)
+    dut.step_load.value = 0
+    await ClockCycles(dut.clk, max_layers + 3)
+
+
+
 class TB:
     """Clock, reset, command source, response sink and configuration of a TrainerCore DUT."""
 
@@ -241,31 +276,14 @@ class TB:
         await ClockCycles(dut.clk, 3)
         dut.rst.value = 0
 
-    def _set_array(self, name, values, count):
-        port = getattr(self.dut, name)
-        width = len(port) // count
-        packed = 0
-        for i, v in enumerate(values):
-            packed |= (int(v) & ((1 << width) - 1)) << (i * width)
-        port.value = packed
-
     async def configure(self, cfg, max_layers):
-        dut = self.dut
-        dut.layers.value = cfg["layers"]
-        self._set_array("width", cfg["width"], max_layers + 1)
-        for name in ("gamma", "robust", "thresh", "key"):
-            self._set_array(name, cfg[name], max_layers)
-        dut.step_value.value = cfg["step"]
-        dut.step_load.value = 1
-        await RisingEdge(dut.clk)
-        dut.step_load.value = 0
-        await ClockCycles(dut.clk, max_layers + 3)  # the derived configuration settles
+        await configure(self.dut, cfg, max_layers)
 
     def send(self, words):
         for n, w in enumerate(words):
             self.source.send({"data": w, "last": int(n == len(words) - 1)})
 
-    async def request(self, words, timeout_cycles=2_000_000):
+    async def request(self, words, timeout_cycles=200_000):
         """Send a packet and wait for its response packet (returned as a list of words)."""
         count = len(self.responses)
         self.send(words)
@@ -275,7 +293,7 @@ class TB:
                 return self.responses[count]
         raise AssertionError("no response")
 
-    async def idle(self, timeout_cycles=1_000_000):
+    async def idle(self, timeout_cycles=200_000):
         for _ in range(timeout_cycles):
             await RisingEdge(self.dut.clk)
             if self.source.empty and not self.dut.busy.value and not self.dut.s_axis__valid.value:
@@ -319,6 +337,8 @@ async def run_scenarios(dut, name, idle, stall):
                 k * -(-kin // build["lanes"]) for kin, k in zip(cfg.sizes, cfg.sizes[1:]))
             dut._log.info("net %d %s bs %d batch %d: %s (bs*sum n_l*K_l = %d)", net, cfg.sizes,
                           len(sc.batches[n][1]), n, dc, ideal)
+            assert sum(v for k, v in dc.items() if k != "cycles") == dc["cycles"], dc
+            assert dc["cycles_forward"] >= ideal, dc
             for packet, check in sc.readback_packets():
                 check(await tb.request(packet))
             assert int(dut.step.value) == sc.model.step & 0xFFFFFFFF
@@ -339,3 +359,128 @@ async def test_train(dut):
 async def test_train_stalls(dut):
     """Random networks with idle cycles on s_axis and backpressure on m_axis."""
     await run_scenarios(dut, "test_train_stalls", 0.3, 0.4)
+
+
+# -- cycle benchmark -----------------------------------------------------------------------------
+
+class LeanHost:
+    """A host for long runs: drives ``s_axis`` and ``m_axis.ready`` itself, one word per
+    cycle, and sleeps on an edge of ``m_axis.valid`` while the core computes, so Python is
+    not woken once per cycle during the forward pass and the updates.
+
+    ``max_cycles`` bounds every wait (``AssertionError`` when exceeded).
+    """
+
+    def __init__(self, dut, max_cycles):
+        self.dut = dut
+        self.max_cycles = max_cycles
+        self.clock_ns = CLOCK_NS
+        Clock(dut.clk, CLOCK_NS, unit="ns").start()
+        dut.s_axis__valid.value = 0
+        dut.m_axis__ready.value = 1
+
+    async def send(self, words):
+        dut = self.dut
+        for n, w in enumerate(words):
+            dut.s_axis__payload.value = int(w) | (int(n == len(words) - 1) << 32)
+            dut.s_axis__valid.value = 1
+            for _ in range(self.max_cycles):
+                await RisingEdge(dut.clk)
+                if dut.s_axis__ready.value == 1:
+                    break
+            else:
+                raise AssertionError(f"s_axis not ready for {self.max_cycles} cycles "
+                                     f"(word {n} of {len(words)})")
+        dut.s_axis__valid.value = 0
+
+    async def receive(self):
+        """One response packet (list of words)."""
+        dut = self.dut
+        words = []
+        if dut.m_axis__valid.value != 1:
+            limit = Timer(self.max_cycles * self.clock_ns, unit="ns")
+            fired = await First(RisingEdge(dut.m_axis__valid), limit)
+            if fired is limit:
+                raise AssertionError(f"no response within {self.max_cycles} cycles "
+                                     f"(phase {int(dut.phase.value)})")
+        for _ in range(self.max_cycles):
+            await RisingEdge(dut.clk)
+            if dut.m_axis__valid.value == 1:  # ready is held high: a transfer at this edge
+                payload = int(dut.m_axis__payload.value)
+                words.append(payload & 0xFFFFFFFF)
+                if payload >> 32:
+                    return words
+        raise AssertionError(f"response incomplete after {self.max_cycles} cycles "
+                             f"({len(words)} words)")
+
+    async def request(self, words):
+        await self.send(words)
+        return await self.receive()
+
+    async def idle(self):
+        for _ in range(self.max_cycles):
+            await RisingEdge(self.dut.clk)
+            if not self.dut.busy.value:
+                return
+        raise AssertionError(f"core busy for {self.max_cycles} cycles")
+
+
+COUNTERS = ("cycles", "cycles_forward", "cycles_update", "cycles_reinforce", "cycles_io")
+
+
+async def run_benchmark(dut):
+    """Train the benchmark's minibatches (``tb_params()["benchmark"]``) on the DUT and the
+    golden model; check ``H`` and ``P`` whole after each; write the counters to
+    ``bench.json`` in the cwd (the build directory)."""
+    params = tb_params()
+    build, bench = params["build"], params["benchmark"]
+    data = np.load(bench["data"])
+    a0_all, y_all = data["a0"], data["y"]
+    cfg = NetworkConfig(sizes=tuple(bench["sizes"]), classes=build["classes"],
+                        gamma=tuple(bench["gamma"]), r=bench["r"], p_r=bench["p_r"],
+                        seed=bench["seed"])
+    model = FastBMLP(cfg)
+    bs = bench["batch_size"]
+    per_batch = bs * sum(k * -(-kin // build["lanes"]) for kin, k in zip(cfg.sizes, cfg.sizes[1:]))
+    host = LeanHost(dut, max_cycles=4 * per_batch + 100_000)
+    for name in ("step_load", "soft_reset", "clear_error"):
+        getattr(dut, name).value = 0
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, 3)
+    dut.rst.value = 0
+    await configure(dut, config_values(model), build["max_layers"])
+    sc = Scenario(None, build, 0, model=model)
+    for packet in sc.load_packets():
+        await host.send(packet)
+    await host.idle()
+    assert not dut.error.value, f"error {int(dut.error_code.value)} after loading"
+    results = []
+    for n in range(bench["batches"]):
+        a0, y = a0_all[n * bs:(n + 1) * bs], y_all[n * bs:(n + 1) * bs]
+        before = {k: int(getattr(dut, k).value) for k in COUNTERS}
+        packet = train_packet(a0, y)
+        errors = model.train_batch(a0, y)
+        await host.send(packet)
+        # Simulation speed while the core computes on its own (the bench sleeps meanwhile).
+        t0, ns0 = time.perf_counter(), get_sim_time(unit="ns")
+        response = await host.receive()
+        wall = time.perf_counter() - t0
+        free_cycles = round((get_sim_time(unit="ns") - ns0) / CLOCK_NS)
+        assert response == [0x81000000 | errors], (response, errors)
+        delta = {k: int(getattr(dut, k).value) - v for k, v in before.items()}
+        for rd_packet, rd_check in sc.readback_packets():
+            rd_check(await host.request(rd_packet))
+        assert int(dut.step.value) == model.step
+        results.append({"batch": n, "errors": errors, "free_cycles": free_cycles, "wall_s": wall,
+                        **delta})
+        dut._log.info("batch %d: %s, %d errors, %.0f cycles/s, weights match", n, delta,
+                      errors, free_cycles / wall)
+    Path("bench.json").write_text(json.dumps({"results": results}, indent=1))
+    record_cases(dut, "test_benchmark", len(results))
+
+
+@cocotb.test(timeout_time=60, timeout_unit="sec", skip="benchmark" not in tb_params())
+async def test_benchmark(dut):
+    """Cycle counts of training minibatches (``benchmarks/core_cycles.py``); skipped unless the
+    parameters carry a ``benchmark`` entry."""
+    await run_benchmark(dut)
