@@ -1,4 +1,4 @@
-"""Command line: ``xnorlearn train``.
+"""Command line: ``xnorlearn train`` and ``xnorlearn verify``.
 
 Every argument is checked before any data is loaded or any training starts;
 a bad one ends the command with exit status 2 and a message naming the
@@ -74,6 +74,11 @@ def build_parser():
     t.add_argument("--resume", default=None, metavar="MODEL",
                    help="continue from a model file written by an earlier run")
     t.add_argument("--quiet", action="store_true", help="no progress line")
+    from .verify import add_arguments as verify_arguments
+    verify_arguments(sub.add_parser(
+        "verify", help="train the accelerator's RTL in simulation and compare every weight, "
+                       "prediction and counter with the golden model after each minibatch",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter))
     return p
 
 
@@ -162,6 +167,9 @@ def main(argv=None):
             print("\ninterrupted; the last completed epoch is saved in the output directory",
                   file=sys.stderr)
             return 130
+    if args.command == "verify":
+        from .verify import run
+        return run(args)
     return 2
 
 

@@ -1,0 +1,539 @@
+"""``xnorlearn verify``: train the accelerator's RTL in simulation next to the golden model.
+
+The command sizes a :class:`~xnorlearn.hw.regmap.Build` for the network
+(:func:`size_build`), generates the Verilog of :class:`~xnorlearn.hw.accelerator.Accelerator`,
+and runs it on Verilator or Icarus through :func:`xnorlearn.sim.runner.run_cocotb` with
+the cocotb test ``test_verify`` of :mod:`xnorlearn.sim.tb_accel`. That bench drives the
+accelerator over its AXI ports as a host would (registers from :mod:`xnorlearn.hw.regmap`,
+packets from :mod:`xnorlearn.sw.protocol`), trains the same minibatches on the golden
+:class:`~xnorlearn.sw.golden.fast.FastBMLP`, and after every minibatch reads back every
+hidden weight ``H`` and classifier weight ``P`` of every layer, the predictions of an
+``INFER`` of the minibatch and the counters, and compares them all with
+:func:`compare` (the same function the regression bench uses).
+
+The bench reports each minibatch as a JSON line in a progress file, which this module
+prints as it comes; the result (``PASS`` or the first mismatch as ``layer, index,
+expected, got``) and the cycles per minibatch go to ``verify.json`` in ``--out``.
+Exit status: 0 PASS, 1 mismatch (or a simulation that failed or timed out), 2 bad
+arguments (checked before anything is built).
+"""
+
+import dataclasses
+import json
+import math
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Mismatch", "Observation", "first_difference", "compare", "expected_observation",
+           "size_build", "BuildError", "packet_cycle_limit", "add_arguments", "run", "main",
+           "DEFAULT_TIMEOUT", "COUNTERS", "CYCLE_COUNTERS"]
+
+#: Counters compared with the golden model (register names).
+COUNTERS = ("PATTERNS", "ERRORS", "STEP")
+#: Counters only reported.
+CYCLE_COUNTERS = ("CYCLES", "CYCLES_FORWARD", "CYCLES_UPDATE", "CYCLES_REINFORCE", "CYCLES_IO")
+#: Default wall-clock limit of the simulation, seconds.
+DEFAULT_TIMEOUT = 1800.0
+_MASK32 = 0xFFFFFFFF
+
+
+# -- comparison (shared with the regression bench) ---------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Mismatch:
+    """The first difference between what the accelerator gave and the golden model.
+
+    Attributes
+    ----------
+    what : str
+        ``"H"``, ``"P"``, ``"prediction"``, ``"TRAIN errors"``, ``"INFER errors"`` or a
+        counter register (``"PATTERNS"``, ``"ERRORS"``, ``"STEP"``).
+    layer : int or None
+        Hidden layer (from 0) of a weight; ``None`` otherwise.
+    index : tuple of int or None
+        ``(neuron, input)`` of ``H``, ``(neuron, class)`` of ``P``, ``(pattern,)`` of a
+        prediction; ``None`` for a scalar. ``"shape"`` differences give the shapes.
+    expected, got : int or tuple
+    batch : int or None
+        Minibatch after which it was seen (1-based; 0: after loading).
+    """
+
+    what: str
+    layer: object
+    index: object
+    expected: object
+    got: object
+    batch: object = None
+
+    def __str__(self):
+        where = "" if self.batch is None else (
+            "after loading: " if self.batch == 0 else f"after minibatch {self.batch}: ")
+        return (f"{where}{self.what} layer {self.layer}, index {self.index}, "
+                f"expected {self.expected}, got {self.got}")
+
+    def to_dict(self):
+        d = dataclasses.asdict(self)
+        if isinstance(d["index"], tuple):
+            d["index"] = list(d["index"])
+        return d
+
+
+def first_difference(expected, got):
+    """``(index, expected value, got value)`` of the first element (C order) where two
+    arrays differ, ``("shape", expected shape, got shape)`` if their shapes differ, or
+    ``None`` if they are equal."""
+    expected, got = np.asarray(expected), np.asarray(got)
+    if expected.shape != got.shape:
+        return "shape", expected.shape, got.shape
+    diff = np.flatnonzero(expected.reshape(-1) != got.reshape(-1))
+    if diff.size == 0:
+        return None
+    index = np.unravel_index(int(diff[0]), expected.shape)
+    return (tuple(int(i) for i in index), int(expected[index]), int(got[index]))
+
+
+@dataclasses.dataclass
+class Observation:
+    """The accelerator's state as a host reads it after a minibatch (or the golden
+    model's, from :func:`expected_observation`). Fields left ``None`` are not compared.
+
+    Attributes
+    ----------
+    H : list of numpy.ndarray
+        Hidden weights per layer, ``(K_l, K_{l-1})``.
+    P : list of numpy.ndarray
+        Classifier weights per layer, ``(K_l, classes)``, ±1.
+    train_errors : int or None
+        Errors reported by the status word of the TRAIN packet.
+    predictions : numpy.ndarray or None
+        Classes predicted by an INFER packet.
+    infer_errors : int or None
+        Errors reported by the INFER status word.
+    counters : dict
+        ``{register: value}`` of :data:`COUNTERS` (and, only reported, :data:`CYCLE_COUNTERS`).
+    """
+
+    H: list
+    P: list
+    train_errors: object = None
+    predictions: object = None
+    infer_errors: object = None
+    counters: dict = dataclasses.field(default_factory=dict)
+
+    def corrupted(self, what, layer=None, index=None):
+        """A copy with one expected value changed (a test hook that proves a mismatch is
+        reported): ``what`` ``"H"`` (odd weights stay odd), ``"P"``, ``"prediction"`` or a
+        counter name."""
+        H = [np.array(h, copy=True) for h in self.H]
+        P = [np.array(p, copy=True) for p in self.P]
+        preds = None if self.predictions is None else np.array(self.predictions, copy=True)
+        counters = dict(self.counters)
+        index = tuple(index) if index is not None else None
+        if what == "H":
+            H[layer][index] = H[layer][index] + (2 if H[layer][index] < 0 else -2)
+        elif what == "P":
+            P[layer][index] = -P[layer][index]
+        elif what == "prediction":
+            preds[index] = preds[index] + 1
+        else:
+            counters[what] = (counters[what] + 1) & _MASK32
+        return dataclasses.replace(self, H=H, P=P, predictions=preds, counters=counters)
+
+
+def expected_observation(model, *, patterns, errors, train_errors=None, infer=None):
+    """What the accelerator should show for the golden ``model`` in its current state.
+
+    Parameters
+    ----------
+    model : xnorlearn.sw.golden.model.BMLP
+    patterns, errors : int
+        Patterns and last-layer errors trained since the accelerator's counters were
+        cleared (the ``PATTERNS`` / ``ERRORS`` registers; compared mod 2**32).
+    train_errors : int, optional
+        Errors of the last TRAIN packet (its status word).
+    infer : (a0, y), optional
+        The INFER packet sent: the predictions of the golden forward pass and its errors.
+    """
+    preds = infer_errors = None
+    if infer is not None:
+        a0, y = infer
+        preds = np.argmax(model.forward(a0)[-1][2], axis=1).astype(np.int64)
+        infer_errors = int(np.count_nonzero(preds != np.asarray(y)))
+    return Observation(
+        H=[np.asarray(h, dtype=np.int64) for h in model.H],
+        P=[np.asarray(p, dtype=np.int64) for p in model.P],
+        train_errors=train_errors, predictions=preds, infer_errors=infer_errors,
+        counters={"PATTERNS": patterns & _MASK32, "ERRORS": errors & _MASK32,
+                  "STEP": model.step & _MASK32})
+
+
+def compare(expected, got, batch=None):
+    """The first :class:`Mismatch` between two :class:`Observation` s, or ``None``.
+
+    Checked in the order the accelerator produces them: the TRAIN status word, ``H``
+    and ``P`` of each layer (whole matrices, element by element), the INFER predictions
+    and its status word, then the counters :data:`COUNTERS`. A field that is ``None``
+    in ``expected`` is skipped.
+    """
+    def scalar(what, want, have):
+        if want is not None and want != have:
+            return Mismatch(what, None, None, want, have, batch)
+        return None
+
+    found = scalar("TRAIN errors", expected.train_errors, got.train_errors)
+    if found:
+        return found
+    for what, want_layers, got_layers in (("H", expected.H, got.H), ("P", expected.P, got.P)):
+        if len(want_layers) != len(got_layers):
+            return Mismatch(what, None, "layers", len(want_layers), len(got_layers), batch)
+        for layer, (want, have) in enumerate(zip(want_layers, got_layers)):
+            diff = first_difference(want, have)
+            if diff is not None:
+                return Mismatch(what, layer, *diff, batch)
+    if expected.predictions is not None:
+        diff = first_difference(expected.predictions, got.predictions)
+        if diff is not None:
+            return Mismatch("prediction", None, *diff, batch)
+    found = scalar("INFER errors", expected.infer_errors, got.infer_errors)
+    if found:
+        return found
+    for name in COUNTERS:
+        if name in expected.counters:
+            found = scalar(name, expected.counters[name], got.counters.get(name))
+            if found:
+                return found
+    return None
+
+
+# -- build sizing ------------------------------------------------------------------------------
+
+class BuildError(ValueError):
+    """A network that does not fit the accelerator's architecture; the message names the limit."""
+
+
+def size_build(sizes, *, classes, gamma, lanes, batch_size, draw_lanes=None):
+    """The smallest :class:`~xnorlearn.hw.regmap.Build` that trains network ``sizes``.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        ``(K_0, K_1, ..., K_L)``.
+    classes : int
+    gamma : sequence of int
+        Group size of each hidden layer.
+    lanes : int
+    batch_size : int
+        Patterns per minibatch (``max_batch``).
+    draw_lanes : int, optional
+        Reinforcement draws per cycle; default ``min(16, lanes)``.
+
+    Raises
+    ------
+    BuildError
+        Naming the first architecture limit the network exceeds (the build parameter,
+        its allowed range and the value the network needs).
+    """
+    from xnorlearn.hw.accelerator import core_parameters
+    from xnorlearn.hw.regmap import LIMITS, Build
+
+    sizes = [int(k) for k in sizes]
+    widths = sizes[1:]
+    need = {
+        "lanes": lanes,
+        "max_layers": len(widths),
+        "max_width": max(2, max(widths)),
+        "max_fan_in": sizes[0],
+        "classes": classes,
+        "max_batch": batch_size,
+        "max_groups": max(-(-k // g) for k, g in zip(widths, gamma)),
+        "weight_words": sum(k * -(-kin // lanes) for kin, k in zip(sizes, widths)),
+        "draw_lanes": min(16, lanes) if draw_lanes is None else draw_lanes,
+    }
+    what = {
+        "lanes": "XNOR lanes (--lanes)",
+        "max_layers": "hidden layers",
+        "max_width": "neurons in a hidden layer",
+        "max_fan_in": "inputs of the first layer (K_0, features)",
+        "classes": "classes",
+        "max_batch": "patterns per minibatch (--batch-size)",
+        "max_groups": "groups per layer (K_l / gamma_l)",
+        "weight_words": f"weight memory words (sum K_l * ceil(K_(l-1) / {lanes}))",
+        "draw_lanes": "reinforcement draws per cycle",
+    }
+    for name, value in need.items():
+        lo, hi = LIMITS[name]
+        if not lo <= value <= hi:
+            raise BuildError(f"the network does not fit the architecture: {what[name]} "
+                             f"= {value}, the limit {name} allows {lo}..{hi}")
+    try:
+        build = Build(**need, h_bits=8, z_bits=None)
+        core_parameters(build)
+    except ValueError as e:
+        raise BuildError(f"the network does not fit the architecture: {e}") from None
+    return build
+
+
+# -- the command -------------------------------------------------------------------------------
+
+def _positive(text):
+    import argparse
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def add_arguments(p):
+    """The options of ``xnorlearn verify`` on the (sub)parser ``p``."""
+    p.add_argument("--hidden", type=_positive, nargs="+", default=[135, 135], metavar="K",
+                   help="hidden layer widths")
+    p.add_argument("--classes", type=_positive, default=None,
+                   help="classes (None: 10 for the generated dataset, else the dataset's)")
+    p.add_argument("--features", type=_positive, default=784,
+                   help="inputs K_0 of the generated dataset")
+    p.add_argument("--lanes", type=_positive, default=64, help="XNOR lanes of the build")
+    p.add_argument("--draw-lanes", type=_positive, default=None,
+                   help="reinforcement draws per cycle (None: min(16, lanes))")
+    p.add_argument("--seed", type=int, default=0, help="32-bit seed of the golden model")
+    p.add_argument("--batches", type=_positive, default=3, help="minibatches to train")
+    p.add_argument("--batch-size", type=_positive, default=100)
+    p.add_argument("--dataset", default="generated",
+                   help="generated (synthetic, default), fashion-mnist, mnist, or a directory "
+                        "of IDX files; the first minibatches of the binarised training set")
+    p.add_argument("--data-dir", default=None, help="directory holding the dataset's IDX files")
+    p.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator")
+    p.add_argument("--gamma", type=_positive, nargs="+", default=None, metavar="G",
+                   help="group size per layer (None: the divisor of each width closest to 75)")
+    p.add_argument("--r", type=float, default=0.25, help="robustness r (R_l = ceil(r K_l))")
+    p.add_argument("--p-r", type=float, default=0.5, help="reinforcement probability scale p_r")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                   help="wall-clock limit of the simulation in seconds; every wait on the "
+                        "simulator also has a cycle limit derived from the network")
+    p.add_argument("--out", default=None,
+                   help="directory of the report (verify.json) and the simulator build "
+                        "(None: a new temporary directory)")
+    return p
+
+
+class _Usage(Exception):
+    """A bad argument: exit status 2."""
+
+
+def _prepare(args):
+    """Check every argument and load the data; returns what the run needs. Raises
+    :class:`_Usage` naming the problem."""
+    from xnorlearn.sw.datasets import DatasetError, MedianBinarizer, load_dataset, synthetic
+    from xnorlearn.sw.golden.config import NetworkConfig
+
+    if not 0 <= args.seed <= _MASK32:
+        raise _Usage(f"--seed must be in 0..{_MASK32}, got {args.seed}")
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise _Usage(f"--timeout must be a positive number of seconds, got {args.timeout}")
+    count = args.batches * args.batch_size
+    if args.dataset == "generated":
+        classes = 10 if args.classes is None else args.classes
+        if not 2 <= classes <= 16:
+            raise _Usage(f"--classes must be in 2..16 (the architecture's classes limit), "
+                         f"got {classes}")
+        data = synthetic(n_train=count, n_test=1, features=args.features, classes=classes,
+                         seed=args.seed)
+        name = f"generated ({args.features} features, {classes} classes, seed {args.seed})"
+    else:
+        try:
+            data = load_dataset(args.dataset, args.data_dir, seed=args.seed)
+        except DatasetError as e:
+            raise _Usage(str(e)) from None
+        if args.classes is not None and args.classes != data.classes:
+            raise _Usage(f"--classes {args.classes} does not match the dataset's "
+                         f"{data.classes} classes")
+        if len(data.y_train) < count:
+            raise _Usage(f"--batches x --batch-size = {count} patterns, the training set of "
+                         f"{data.name} has {len(data.y_train)}")
+        name = f"{data.name} (first {count} training patterns)"
+    x_train = data.x_train.reshape(len(data.x_train), -1)
+    a0 = MedianBinarizer().fit(x_train).transform(x_train[:count])
+    y = np.asarray(data.y_train[:count], dtype=np.int64)
+    try:
+        config = NetworkConfig(sizes=(a0.shape[1], *args.hidden), classes=data.classes,
+                               gamma=tuple(args.gamma) if args.gamma else None, r=args.r,
+                               p_r=args.p_r, seed=args.seed)
+    except (TypeError, ValueError) as e:
+        raise _Usage(f"bad network configuration: {e}") from None
+    try:
+        build = size_build(config.sizes, classes=config.classes, gamma=config.gamma,
+                           lanes=args.lanes, batch_size=args.batch_size,
+                           draw_lanes=args.draw_lanes)
+    except BuildError as e:
+        raise _Usage(str(e)) from None
+    return config, build, a0, y, name
+
+
+def packet_cycle_limit(build, sizes, batch_size):
+    """A generous bound on the cycles of one packet of this network."""
+    words = sum(k * -(-kin // build.lanes) for kin, k in zip(sizes, sizes[1:]))
+    io = batch_size * (1 + -(-sizes[0] // 32)) + sum(
+        k * -(-kin // 4) for kin, k in zip(sizes, sizes[1:]))
+    return 8 * (batch_size * words + words * build.max_groups + io) + 200_000
+
+
+def run(args, *, corrupt=None, log=print):
+    """Run ``xnorlearn verify`` with parsed ``args``; returns the exit status.
+
+    Parameters
+    ----------
+    corrupt : dict, optional
+        Test hook: ``{"batch": b, "what": ..., "layer": ..., "index": ...}`` changes one
+        expected value after minibatch ``b`` (:meth:`Observation.corrupted`), so that
+        the run must report that mismatch and fail.
+    log : callable
+        Receives each line of output (argument errors go to ``stderr``).
+    """
+    try:
+        config, build, a0, y, data_name = _prepare(args)
+    except _Usage as e:
+        print(f"xnorlearn verify: error: {e}", file=sys.stderr)
+        return 2
+    from xnorlearn.hw.accelerator import Accelerator
+    from xnorlearn.sim.runner import CocotbFailure, run_cocotb
+
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="xnorlearn-verify-"))
+    out.mkdir(parents=True, exist_ok=True)
+    out = out.resolve()
+    tag = "-".join(map(str, config.sizes)) + f"_c{config.classes}_p{build.lanes}" \
+                                             f"_bs{build.max_batch}"
+    build_dir = out / f"sim_{args.simulator}_{tag}"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    progress_path = build_dir / "progress.jsonl"
+    result_path = build_dir / "result.json"
+    data_path = build_dir / "batches.npz"
+    for p in (progress_path, result_path):
+        p.unlink(missing_ok=True)
+    np.savez(data_path, a0=a0, y=y)
+    cycle_limit = packet_cycle_limit(build, config.sizes, args.batch_size)
+    t_start = time.perf_counter()
+    t_wall = time.time()
+    params = {
+        "build": dataclasses.asdict(build),
+        "verify": {
+            "config": config.to_dict(), "data": str(data_path), "batches": args.batches,
+            "batch_size": args.batch_size, "progress": str(progress_path),
+            "result": str(result_path), "cycle_limit": cycle_limit,
+            "deadline_wall": t_wall + args.timeout, "corrupt": corrupt,
+        },
+    }
+    arch = "-".join(map(str, config.sizes))
+    log(f"xnorlearn verify: network {arch}, {config.classes} classes, gamma "
+        f"{list(config.gamma)}, R {list(config.robustness)}, r {config.r}, p_r {config.p_r}, "
+        f"seed {config.seed}; {args.batches} minibatches of {args.batch_size} from {data_name}")
+    log("build: " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(build).items()))
+    log(f"step 1: Verilog of the Accelerator and the {args.simulator} build in {build_dir}")
+
+    from xnorlearn.sim.tb_accel import FAST_VERILATOR_ARGS, VERILATOR_ARGS
+    # Optimised C++ pays for its longer build only on long runs.
+    work = args.batches * cycle_limit
+    extra_args = (() if args.simulator != "verilator" else
+                  FAST_VERILATOR_ARGS if work > 2_000_000 else VERILATOR_ARGS)
+    failure = []
+
+    def target():
+        try:
+            run_cocotb(Accelerator(build=build), name="xnorlearn_accelerator",
+                       test_module="xnorlearn.sim.tb_accel", simulator=args.simulator,
+                       build_dir=build_dir, params=params, testcase="test_verify",
+                       extra_build_args=extra_args)
+        except CocotbFailure as e:
+            failure.append(str(e))
+        except Exception as e:      # a build error: reported, not raised from the thread
+            failure.append(f"{type(e).__name__}: {e}")
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    seen = 0
+    events = []
+    t_build = None
+    while True:
+        alive = thread.is_alive()
+        if progress_path.exists():
+            lines = progress_path.read_text().splitlines()
+            for line in lines[seen:]:
+                if not line.endswith("}"):
+                    break
+                event = json.loads(line)
+                seen += 1
+                events.append(event)
+                if event["event"] == "start":
+                    t_build = event["wall"] - t_wall
+                    log(f"step 2: built and started in {t_build:.1f} s; training")
+                elif event["event"] == "loaded":
+                    log(f"loaded: weights of {len(config.sizes) - 1} layers written and read "
+                        f"back ({event['sim_s']:.1f} s)")
+                elif event["event"] == "batch":
+                    c = event["cycles"]
+                    log(f"minibatch {event['batch']}/{args.batches}: {event['patterns']} "
+                        f"patterns, {event['errors']} errors, {c['CYCLES']} cycles (forward "
+                        f"{c['CYCLES_FORWARD']}, update {c['CYCLES_UPDATE']}, reinforce "
+                        f"{c['CYCLES_REINFORCE']}, io {c['CYCLES_IO']}), simulated in "
+                        f"{event['sim_s']:.1f} s: "
+                        + ("match" if event["mismatch"] is None else "MISMATCH"))
+        if not alive:
+            break
+        thread.join(0.25)
+    wall = time.perf_counter() - t_start
+    result = json.loads(result_path.read_text()) if result_path.exists() else None
+    batches = [e for e in events if e["event"] == "batch"]
+    cycles = [e["cycles"]["CYCLES"] for e in batches]
+    report = {
+        "network": list(config.sizes), "classes": config.classes, "config": config.to_dict(),
+        "build": dataclasses.asdict(build), "dataset": data_name, "simulator": args.simulator,
+        "batches": args.batches, "batch_size": args.batch_size,
+        "build_s": t_build, "wall_s": wall,
+        "sim_s": sum(e["sim_s"] for e in events if "sim_s" in e),
+        "minibatches": batches, "cycles_per_minibatch": cycles,
+        "build_dir": str(build_dir),
+    }
+    mismatch = result.get("mismatch") if result else None
+    if mismatch is not None:
+        status = 1
+        m = Mismatch(**{k: tuple(v) if isinstance(v, list) else v for k, v in mismatch.items()})
+        log(f"FAIL: first mismatch {m}")
+        if cycles:
+            log(f"cycles per minibatch: {cycles}")
+        report["result"] = "mismatch"
+        report["mismatch"] = mismatch
+    elif failure or not result or not result.get("passed"):
+        status = 1
+        reason = failure[0] if failure else (result or {}).get("error", "no result")
+        log(f"FAIL: the simulation did not complete: {reason}")
+        report["result"] = "error"
+        report["error"] = reason
+    else:
+        status = 0
+        mean = sum(cycles) / len(cycles)
+        log(f"PASS: {len(batches)} minibatches; every weight (H and P of "
+            f"{len(config.sizes) - 1} layers), every prediction and the counters PATTERNS, "
+            f"ERRORS, STEP match the golden model")
+        log(f"cycles per minibatch: {cycles} (mean {mean:.0f}); simulation "
+            f"{report['sim_s']:.1f} s, total {wall:.1f} s")
+        report["result"] = "pass"
+    (out / "verify.json").write_text(json.dumps(report, indent=1))
+    log(f"report: {out / 'verify.json'}")
+    return status
+
+
+def main(argv=None, *, corrupt=None):
+    """Entry point of ``python -m xnorlearn.sw.verify`` (the CLI's ``verify`` subcommand)."""
+    import argparse
+    parser = add_arguments(argparse.ArgumentParser(prog="xnorlearn verify"))
+    return run(parser.parse_args(argv), corrupt=corrupt)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
