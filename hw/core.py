@@ -6,7 +6,7 @@ arithmetic.
 """
 
 from amaranth import Array, Cat, Module, Mux, ResetInserter, Signal, signed, unsigned
-from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -16,53 +16,17 @@ from xnorlearn.hw._params import check_int as _check_int
 from xnorlearn.hw.classifier import LocalClassifier
 from xnorlearn.hw.popcount import XnorPopcount
 from xnorlearn.hw.prng import Mix32, ReinforceDraws
+from xnorlearn.hw.regmap import ErrorCode, Phase
 from xnorlearn.hw.selector import GroupSelector
 from xnorlearn.hw.threshold import ThresholdUnit
 from xnorlearn.hw.update import THRESHOLD_BITS, UpdateEngine, UpdateOp
 from xnorlearn.sw.golden.prng import DRAW_BITS, GOLDEN
+from xnorlearn.sw.protocol import STATUS_TAG, Opcode
 
 __all__ = ["TrainerCore", "Opcode", "ErrorCode", "Phase", "AXIS_LAYOUT", "STATUS_TAG"]
 
 #: Payload of the command and response streams (one 32-bit word and ``tlast``).
 AXIS_LAYOUT = data.StructLayout({"data": 32, "last": 1})
-
-#: High byte of the status word that ends a ``TRAIN`` / ``INFER`` response is ``0x80 | opcode``.
-STATUS_TAG = 0x80
-
-
-class Opcode(enum.Enum, shape=8):
-    """Packet opcodes (header bits 31..24)."""
-    TRAIN = 0x01
-    INFER = 0x02
-    WRITE_H = 0x10
-    READ_H = 0x11
-    WRITE_P = 0x12
-    READ_P = 0x13
-    WRITE_T = 0x14
-    READ_T = 0x15
-
-
-class ErrorCode(enum.Enum, shape=4):
-    """Value of ``error_code`` (0 while no error is latched)."""
-    NONE = 0
-    OPCODE = 1
-    LENGTH = 2
-    LABEL = 3
-    CONFIG = 4
-    LAYER = 5
-    BUSY = 6
-
-
-class Phase(enum.Enum, shape=3):
-    """Value of ``phase``."""
-    IDLE = 0
-    IO = 1
-    FORWARD = 2
-    UPDATE = 3
-    REINFORCE = 4
-    RESPOND = 5
-    ERROR = 6
-
 
 def _lane_mask(count, lanes):
     """Bit ``n`` set when ``n < count``."""

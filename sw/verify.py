@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from xnorlearn.sw.cli import _positive
+
 __all__ = ["Mismatch", "Observation", "first_difference", "compare", "expected_observation",
            "size_build", "BuildError", "packet_cycle_limit", "add_arguments", "run", "main",
            "DEFAULT_TIMEOUT", "COUNTERS", "CYCLE_COUNTERS"]
@@ -279,17 +281,6 @@ def size_build(sizes, *, classes, gamma, lanes, batch_size, draw_lanes=None):
 
 
 # -- the command -------------------------------------------------------------------------------
-
-def _positive(text):
-    import argparse
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
 
 def add_arguments(p):
     """The options of ``xnorlearn verify`` on the (sub)parser ``p``."""
