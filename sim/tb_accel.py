@@ -50,6 +50,7 @@ from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFra
 from xnorlearn.hw.regmap import Build, ErrorCode, Phase, RegisterMap
 from xnorlearn.sim.runner import tb_params
 from xnorlearn.sim.streams import case_rng, record_cases
+from xnorlearn.sim.tb_core import divisors, random_hidden
 from xnorlearn.sw import protocol
 from xnorlearn.sw.golden import prng
 from xnorlearn.sw.golden.config import NetworkConfig
@@ -314,10 +315,6 @@ class TB:
 
 # -- random networks -------------------------------------------------------------------------
 
-def _divisors(n):
-    return [d for d in range(1, n + 1) if n % d == 0]
-
-
 def random_model(rng, build, *, widths=(8, 200)):
     """A random :class:`FastBMLP` that fits ``build``: 1..``max_layers`` layers, widths in
     ``widths`` (clipped to the build), a random gamma with at most ``max_groups`` groups,
@@ -330,7 +327,7 @@ def random_model(rng, build, *, widths=(8, 200)):
           for _ in range(layers)]
     gammas = []
     for k in ks:
-        ok = [d for d in _divisors(k) if -(-k // d) <= build.max_groups]
+        ok = [d for d in divisors(k) if -(-k // d) <= build.max_groups]
         gammas.append(int(rng.choice(ok)))
     cfg = NetworkConfig(sizes=(k0, *ks), classes=build.classes, gamma=tuple(gammas),
                         r=float(rng.choice([0.0, 0.25, 0.5, 1.0, 2.0])), h_bits=build.h_bits,
@@ -338,15 +335,7 @@ def random_model(rng, build, *, widths=(8, 200)):
     model = FastBMLP(cfg)
     h_max = cfg.h_max
     for l in range(layers):
-        shape = model.H[l].shape
-        kind = rng.integers(3)
-        if kind == 0:
-            h = 2 * rng.integers(-2, 2, size=shape) + 1
-        elif kind == 1:
-            h = 2 * rng.integers(-(h_max + 1) // 2, (h_max + 1) // 2, size=shape) + 1
-        else:
-            h = rng.choice([-h_max, -h_max + 2, -1, 1, h_max - 2, h_max], size=shape)
-        model.H[l] = h.astype(np.int32)
+        model.H[l] = random_hidden(rng, model.H[l].shape, h_max)
         if rng.random() < 1 / 3:
             model.theta[l] = rng.integers(-cfg.sizes[l] // 4, cfg.sizes[l] // 4 + 1,
                                           size=ks[l]).astype(np.int32)

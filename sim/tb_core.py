@@ -39,7 +39,7 @@ from xnorlearn.sw.golden.fast import FastBMLP
 
 __all__ = ["TRAIN", "INFER", "WRITE_H", "READ_H", "WRITE_P", "READ_P", "WRITE_T", "READ_T",
            "header", "write_h_packet", "parse_h", "write_p_packet", "parse_p", "train_packet",
-           "config_values", "random_model", "random_batch", "Scenario", "TB", "LeanHost",
+           "config_values", "divisors", "random_hidden", "random_model", "random_batch", "Scenario", "TB", "LeanHost",
            "configure", "run_benchmark"]
 
 CLOCK_NS = 10
@@ -110,8 +110,22 @@ def config_values(model):
     }
 
 
-def _divisors(n):
+def divisors(n):
+    """The divisors of ``n``, in increasing order."""
     return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def random_hidden(rng, shape, h_max):
+    """Random odd hidden weights of ``shape`` in ``-h_max .. h_max``: small ones, uniform
+    ones, or only the saturation corners and their neighbours (one kind per call)."""
+    kind = rng.integers(3)
+    if kind == 0:
+        h = 2 * rng.integers(-2, 2, size=shape) + 1
+    elif kind == 1:
+        h = 2 * rng.integers(-(h_max + 1) // 2, (h_max + 1) // 2, size=shape) + 1
+    else:
+        h = rng.choice([-h_max, -h_max + 2, -1, 1, h_max - 2, h_max], size=shape)
+    return h.astype(np.int32)
 
 
 def random_model(rng, build):
@@ -126,7 +140,7 @@ def random_model(rng, build):
         words = sum(k * -(-kin // lanes) for kin, k in zip(sizes, sizes[1:]))
         gammas = []
         for k in widths:
-            ok = [d for d in _divisors(k) if k // d <= build["max_groups"]]
+            ok = [d for d in divisors(k) if k // d <= build["max_groups"]]
             gammas.append(int(rng.choice(ok)))
         if words <= build["weight_words"]:
             break
@@ -137,15 +151,7 @@ def random_model(rng, build):
     model = FastBMLP(cfg)
     h_max = cfg.h_max
     for l in range(layers):
-        shape = model.H[l].shape
-        kind = rng.integers(3)
-        if kind == 0:
-            h = 2 * rng.integers(-2, 2, size=shape) + 1
-        elif kind == 1:
-            h = 2 * rng.integers(-(h_max + 1) // 2, (h_max + 1) // 2, size=shape) + 1
-        else:
-            h = rng.choice([-h_max, -h_max + 2, -1, 1, h_max - 2, h_max], size=shape)
-        model.H[l] = h.astype(np.int32)
+        model.H[l] = random_hidden(rng, model.H[l].shape, h_max)
     model._sync()
     model.thresholds = [int(rng.choice([0, prng.DRAW_ONE, int(rng.integers(0, 20000)),
                                         int(rng.integers(0, prng.DRAW_ONE + 1))]))
