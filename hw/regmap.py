@@ -118,11 +118,12 @@ class Phase(enum.IntEnum):
 
 _PHASE_TEXT = {
     Phase.IDLE: "waiting for a packet",
-    Phase.IO: "receiving a packet: TRAIN/INFER patterns and labels, WRITE_* words",
+    Phase.IO: "packet I/O: receiving TRAIN/INFER patterns and labels and WRITE_* words, "
+                "sending READ_* words",
     Phase.FORWARD: "forward pass",
     Phase.UPDATE: "CP updates",
     Phase.REINFORCE: "reinforcement sweep",
-    Phase.RESPOND: "sending a response (status, predictions, READ_* words)",
+    Phase.RESPOND: "sending the response of a TRAIN or INFER packet (predictions, status word)",
     Phase.ERROR: "error latched: dropping the refused packet up to its tlast, then "
                  "waiting for CONTROL.clear_error",
 }
@@ -350,22 +351,25 @@ REGISTERS = (
         _f("cycles", 0, 32, "clock cycles busy (mod 2**32)"),
     ), "Counter."),
     Register("CYCLES_FORWARD", 0x04C, _RO, (
-        _f("cycles_forward", 0, 32, "cycles in the forward pass"),
+        _f("cycles_forward", 0, 32, "busy cycles in which the forward pass streams (CP updates and "
+                                      "reinforcement of earlier layers may run beside it)"),
     ), "Counter."),
     Register("CYCLES_UPDATE", 0x050, _RO, (
-        _f("cycles_update", 0, 32, "cycles in CP updates"),
+        _f("cycles_update", 0, 32, "busy cycles spent only on CP updates"),
     ), "Counter."),
     Register("CYCLES_REINFORCE", 0x054, _RO, (
-        _f("cycles_reinforce", 0, 32, "cycles in reinforcement"),
+        _f("cycles_reinforce", 0, 32, "busy cycles spent only on the reinforcement sweep"),
     ), "Counter."),
     Register("CYCLES_IO", 0x058, _RO, (
-        _f("cycles_io", 0, 32, "cycles loading packets and sending responses"),
+        _f("cycles_io", 0, 32, "busy cycles spent only on packet I/O; the four CYCLES_* "
+                                  "counters add up to CYCLES"),
     ), "Counter."),
     Register("WIDTH", 0x100, _RW, (
         _f("width", 0, 12, "neurons K_l, 1..max_width"),
     ), "Layer configuration.", per_layer=True),
     Register("GAMMA", 0x104, _RW, (
-        _f("gamma", 0, 12, "group size gamma_l, divides K_l, K_l / gamma_l <= max_groups"),
+        _f("gamma", 0, 12, "group size gamma_l; must divide K_l (the host checks it, the core does not), "
+                       "K_l / gamma_l <= max_groups"),
     ), "Layer configuration.", per_layer=True),
     Register("ROBUST", 0x108, _RW, (
         _f("robust", 0, 16, "robustness threshold R_l = ceil(r * K_l)"),
