@@ -13,40 +13,24 @@ MAX_WIDTH = 1 << 20
 
 
 
-def _top2_tree(m, values):
-    """Tournament tree over ``values`` (lowest index first).
+def _top2_merge(m, a, b, name):
+    """One node of the argmax / top-2 tournament tree, as combinational signals.
 
-    Returns ``(top1, index, top2)``: the maximum, the lowest index holding it, and the largest
-    value of all the other entries. Each node merges a lower-index pair ``a`` with a
-    higher-index pair ``b``; ``b`` wins only when strictly greater, which keeps ties on the
-    lowest index. A leaf has no second value: it gets the most negative code of the shape,
-    which no real score reaches (see :class:`LocalClassifier`).
+    ``a`` and ``b`` are ``(top1, index, top2)`` of a lower-index and a higher-index group;
+    ``b`` wins only when strictly greater, which keeps ties on the lowest index. The three
+    comparisons are independent, so a node is one comparator and two multiplexers deep.
     """
-    shape = values[0].shape()
-    floor = Const(-(1 << (shape.width - 1)), shape)
-    idx_shape = unsigned(max(1, (len(values) - 1).bit_length()))
-    nodes = [(v, Const(c, idx_shape), floor) for c, v in enumerate(values)]
-    level = 0
-    while len(nodes) > 1:
-        merged = []
-        for n in range(0, len(nodes) - 1, 2):
-            (a1, ai, a2), (b1, bi, b2) = nodes[n], nodes[n + 1]
-            name = f"l{level}_n{n // 2}"
-            top1, index, top2 = (Signal(shape, name=f"{name}_top1"),
-                                 Signal(idx_shape, name=f"{name}_index"),
-                                 Signal(shape, name=f"{name}_top2"))
-            b_wins = b1 > a1
-            m.d.comb += [
-                top1.eq(Mux(b_wins, b1, a1)),
-                index.eq(Mux(b_wins, bi, ai)),
-                top2.eq(Mux(b_wins, Mux(a1 > b2, a1, b2), Mux(b1 > a2, b1, a2))),
-            ]
-            merged.append((top1, index, top2))
-        if len(nodes) % 2:
-            merged.append(nodes[-1])
-        nodes = merged
-        level += 1
-    return nodes[0]
+    (a1, ai, a2), (b1, bi, b2) = a, b
+    top1 = Signal.like(a1, name=f"{name}_top1")
+    index = Signal.like(ai, name=f"{name}_index")
+    top2 = Signal.like(a1, name=f"{name}_top2")
+    b_wins = b1 > a1
+    m.d.comb += [
+        top1.eq(Mux(b_wins, b1, a1)),
+        index.eq(Mux(b_wins, bi, ai)),
+        top2.eq(Mux(b_wins, Mux(a1 > b2, a1, b2), Mux(b1 > a2, b1, a2))),
+    ]
+    return top1, index, top2
 
 
 class LocalClassifier(wiring.Component):
@@ -68,13 +52,14 @@ class LocalClassifier(wiring.Component):
     with the ``last`` item, so changing it never affects a pattern already accepted.
 
     Timing: one input item per cycle. The scores are summed by ``classes`` up/down counters;
-    the argmax / top-2 search is a combinational tournament tree of
-    ``ceil(log2(classes))`` levels (4 for 16 classes, 3 comparators per node) between two
-    pipeline registers. Latency 3 cycles (accumulate -> tree -> margin and decision): the
-    result can be taken on the third clock edge after the one that accepts the ``last``
-    item. Up to three patterns are in flight, so a
-    stream of one-neuron patterns still runs at one pattern per cycle; ``i.ready`` falls
-    only when the output is stalled and the pipeline is full.
+    the argmax / top-2 search is a tournament tree of ``tree_levels = ceil(log2(classes))``
+    levels (4 for 10 or 16 classes, 3 parallel comparators per node) with a register after
+    each level, so that no path holds more than one comparator and two multiplexers.
+    Latency ``tree_levels + 2`` cycles (accumulate -> tree levels -> margin and decision):
+    the result can be taken on that clock edge after the one that accepts the ``last``
+    item. Up to ``tree_levels + 2`` patterns are in flight, so a stream of one-neuron
+    patterns still runs at one pattern per cycle; ``i.ready`` falls only when the output
+    is stalled and the pipeline is full.
 
     A pattern must have at most ``max_width`` items; longer patterns wrap the counters.
 
@@ -131,6 +116,16 @@ class LocalClassifier(wiring.Component):
         return self._max_width
 
     @property
+    def tree_levels(self):
+        """Levels (and register stages) of the argmax / top-2 tree: ``ceil(log2(classes))``."""
+        return (self._classes - 1).bit_length()
+
+    @property
+    def latency(self):
+        """Clock edges from accepting a pattern's ``last`` item to its result: ``tree_levels + 2``."""
+        return self.tree_levels + 2
+
+    @property
     def score_shape(self):
         """Shape of one class score: signed, holds ``-max_width..max_width``."""
         return signed(self._max_width.bit_length() + 1)
@@ -172,22 +167,25 @@ class LocalClassifier(wiring.Component):
         r_shape = self.robustness.shape()
 
         # Stage registers; each loads when it is empty or its successor takes its item.
-        s1_valid = Signal()
-        s1_yhat = Signal(yhat_layout)
-        s1_label = Signal(self.label_bits)
-        s1_r = Signal(r_shape)
-        s2_valid = Signal()
-        s2_yhat = Signal(yhat_layout)
-        s2_label = Signal(self.label_bits)
-        s2_r = Signal(r_shape)
-        s2_pred = Signal(self.label_bits)
-        s2_top1 = Signal(score)
-        s2_top2 = Signal(score)
-
+        # Stage 1 holds the scores, stages 2.. one level of the tournament tree each.
+        idx_shape = unsigned(max(1, (classes - 1).bit_length()))
+        floor = Const(-(1 << (score.width - 1)), score)
+        levels = self.tree_levels
+        stages = []
+        for s in range(1, levels + 2):
+            stages.append({
+                "valid": Signal(name=f"s{s}_valid"),
+                "yhat": Signal(yhat_layout, name=f"s{s}_yhat"),
+                "label": Signal(self.label_bits, name=f"s{s}_label"),
+                "r": Signal(r_shape, name=f"s{s}_r"),
+            })
         o_free = ~self.o.valid | self.o.ready
-        s2_free = ~s2_valid | o_free
-        s1_free = ~s1_valid | s2_free
-        m.d.comb += self.i.ready.eq(s1_free)
+        free = o_free
+        for st in reversed(stages):
+            st["free"] = ~st["valid"] | free
+            free = st["free"]
+        s1 = stages[0]
+        m.d.comb += self.i.ready.eq(s1["free"])
         take = self.i.valid & self.i.ready
 
         # Accumulate: +1 where a_k == P[k][c] (XNOR), -1 otherwise.
@@ -202,26 +200,39 @@ class LocalClassifier(wiring.Component):
                 m.d.sync += acc.eq(0)
             with m.Else():
                 m.d.sync += acc.eq(nxt)
-        with m.If(s1_free):
+        with m.If(s1["free"]):
             m.d.sync += [
-                s1_valid.eq(take & payload.last),
-                s1_yhat.eq(nxt),
-                s1_label.eq(payload.label),
-                s1_r.eq(self.robustness),
+                s1["valid"].eq(take & payload.last),
+                s1["yhat"].eq(nxt),
+                s1["label"].eq(payload.label),
+                s1["r"].eq(self.robustness),
             ]
 
-        # Argmax / top-2 tournament tree.
-        top1, index, top2 = _top2_tree(m, [s1_yhat[c] for c in range(classes)])
-        with m.If(s2_free):
-            m.d.sync += [
-                s2_valid.eq(s1_valid),
-                s2_yhat.eq(s1_yhat),
-                s2_label.eq(s1_label),
-                s2_r.eq(s1_r),
-                s2_pred.eq(index),
-                s2_top1.eq(top1),
-                s2_top2.eq(top2),
-            ]
+        # Argmax / top-2 tournament tree over the scores (lowest index first), one level per
+        # stage. A leaf has no second value: it gets the most negative code of the shape,
+        # which no real score reaches.
+        nodes = [(s1["yhat"][c], Const(c, idx_shape), floor) for c in range(classes)]
+        for level, (prev, st) in enumerate(zip(stages, stages[1:])):
+            merged = [_top2_merge(m, nodes[n], nodes[n + 1], f"l{level}_n{n // 2}")
+                      for n in range(0, len(nodes) - 1, 2)]
+            if len(nodes) % 2:
+                merged.append(nodes[-1])
+            registered = [tuple(Signal.like(v, name=f"s{level + 2}_n{n}_{part}")
+                                for v, part in zip(node, ("top1", "index", "top2")))
+                          for n, node in enumerate(merged)]
+            with m.If(st["free"]):
+                m.d.sync += [
+                    st["valid"].eq(prev["valid"]),
+                    st["yhat"].eq(prev["yhat"]),
+                    st["label"].eq(prev["label"]),
+                    st["r"].eq(prev["r"]),
+                ]
+                m.d.sync += [r.eq(v) for reg, node in zip(registered, merged)
+                             for r, v in zip(reg, node)]
+            nodes = registered
+        ((s2_top1, s2_pred, s2_top2),) = nodes
+        last = stages[-1]
+        s2_valid, s2_yhat, s2_label, s2_r = last["valid"], last["yhat"], last["label"], last["r"]
 
         # Margin and the error decision.
         margin = Signal(self.margin_bits)

@@ -17,7 +17,7 @@ backpressure. Ready therefore depends combinationally on the downstream
 ready; valid never depends on ready.
 """
 
-from amaranth import Cat, Module, Mux, Shape, Signal
+from amaranth import Cat, Const, Module, Mux, Shape, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -74,6 +74,31 @@ def _stall_pipeline(m, depth, i, o, *, prefix):
 def _mul_const(value, const):
     """Low 32 bits of ``value * const`` (one constant multiplier; DSP blocks)."""
     return (value * const)[:32]
+
+
+def _mul_parts(value, const):
+    """The 16-bit partial products of the low 32 bits of ``value * const``, as one 64-bit
+    value: ``xl * cl`` (32 bits), then the low 16 bits of ``xh * cl`` and ``xl * ch``
+    (``x = xh * 2**16 + xl``, likewise ``const``). Each is one 18x18 multiplier, and
+    registering them keeps the partial products' adders out of the multipliers' cycle:
+    synthesis does not move registers into DSP blocks on its own."""
+    xl, xh = value[:16], value[16:32]
+    cl, ch = const & 0xFFFF, (const >> 16) & 0xFFFF
+    return Cat(_bits(xl * cl, 32), _bits(xh * cl, 16), _bits(xl * ch, 16))
+
+
+def _bits(value, width):
+    """``value`` cut or zero-extended to exactly ``width`` bits (a slice past the end of a
+    narrower product would be narrower than ``width``)."""
+    value = Value.cast(value)
+    if len(value) >= width:
+        return value[:width]
+    return Cat(value, Const(0, width - len(value)))
+
+
+def _mul_sum(parts):
+    """Low 32 bits of the product from :func:`_mul_parts`."""
+    return (parts[:32] + ((parts[32:48] + parts[48:64])[:16] << 16))[:32]
 
 
 class Mix32(wiring.Component):
@@ -149,21 +174,26 @@ class Mix32(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        copy = lambda x: x
-        ops = ([lambda x: x ^ (x >> 16), lambda x: _mul_const(x, _M1)]
-               + [copy] * (self._mul_stages - 1)
-               + [lambda x: x ^ (x >> 15), lambda x: _mul_const(x, _M2)]
-               + [copy] * (self._mul_stages - 1)
-               + [lambda x: x ^ (x >> 16)])
+        copy = (lambda x: x, 32)
+
+        def multiply(const):
+            # With two or more stages, the partial products get a register of their own.
+            if self._mul_stages == 1:
+                return [(lambda x: _mul_const(x, const), 32)]
+            return ([(lambda x: _mul_parts(x, const), 64), (_mul_sum, 32)]
+                    + [copy] * (self._mul_stages - 2))
+
+        ops = ([(lambda x: x ^ (x >> 16), 32)] + multiply(_M1)
+               + [(lambda x: x ^ (x >> 15), 32)] + multiply(_M2)
+               + [(lambda x: x ^ (x >> 16), 32)])
         en = _stall_pipeline(m, len(ops), self.i, self.o, prefix="mix")
         # Lanes slice plain signals and each stage is assigned as one Cat, which keeps
         # elaboration time linear in the lane count.
-        words = data.ArrayLayout(32, self._lanes)
-        prev = Signal(words, name="in_x")
+        prev = Signal(data.ArrayLayout(32, self._lanes), name="in_x")
         m.d.comb += prev.eq(self.i.payload.x)
         prev_tag = self.i.payload.tag if self._tag_shape is not None else None
-        for k, op in enumerate(ops):
-            stage = Signal(words, name=f"x{k}")
+        for k, (op, width) in enumerate(ops):
+            stage = Signal(data.ArrayLayout(width, self._lanes), name=f"x{k}")
             with m.If(en[k]):
                 m.d.sync += stage.as_value().eq(Cat(*(op(prev[n]) for n in range(self._lanes))))
                 if prev_tag is not None:
@@ -263,7 +293,8 @@ class ReinforceDraws(wiring.Component):
         m.submodules.mix = mix = Mix32(lanes=hashers, mul_stages=self._mul_stages, tag_shape=side)
 
         # Front: base = key + (start >> 1) * GOLDEN, then hasher n gets base + n * GOLDEN.
-        front = data.StructLayout({"key": 32, "pair": 31, "base": 32, "side": side})
+        front = data.StructLayout({"key": 32, "pair": 31, "parts": 64, "base": 32,
+                                   "side": side})
         depth = self._mul_stages + 2
         en = _stall_pipeline(m, depth, self.i, mix.i, prefix="front")
         stages = [Signal(front, name=f"front{k}") for k in range(depth)]
@@ -279,8 +310,12 @@ class ReinforceDraws(wiring.Component):
             with m.If(en[k]):
                 m.d.sync += [stages[k].key.eq(stages[k - 1].key),
                              stages[k].side.eq(stages[k - 1].side)]
-                if k == 1:
+                if k == 1 and self._mul_stages == 1:
                     m.d.sync += stages[k].base.eq(_mul_const(stages[0].pair, GOLDEN))
+                elif k == 1:
+                    m.d.sync += stages[k].parts.eq(_mul_parts(stages[0].pair, GOLDEN))
+                elif k == 2 and self._mul_stages > 1:
+                    m.d.sync += stages[k].base.eq(_mul_sum(stages[k - 1].parts))
                 elif k < depth - 1:
                     m.d.sync += stages[k].base.eq(stages[k - 1].base)
                 else:

@@ -191,18 +191,26 @@ class UpdateEngine(wiring.Component):
             act = Signal(name=f"act{n}")
             up = Signal(name=f"up{n}")
             stepped = Signal(signed(self._h_bits + 1), name=f"stepped{n}")
+            sat_hi = Signal(name=f"sat_hi{n}")
+            sat_lo = Signal(name=f"sat_lo{n}")
             new = Signal(signed(self._h_bits), name=f"new{n}")
+            positive = Signal(name=f"positive{n}")
+            # For timing, saturation and the sign of the result are decided from `h`
+            # alone, next to the adder rather than after it: `h + 2 > h_max` is
+            # `h > h_max - 2`, `h - 2 < -h_max` is `h < 2 - h_max`, and so on.
             m.d.comb += [
                 h.eq(h_in[n]),
                 act.eq(mask[n] & (is_cp | (is_reinforce & (draw[n] < threshold)))),
                 up.eq(Mux(is_cp, ~(a[n] ^ rho), h > 0)),
                 stepped.eq(h + Mux(up, 2, -2)),
-                new.eq(Mux(~act, h,
-                           Mux(stepped > h_max, h_max,
-                               Mux(stepped < -h_max, -h_max, stepped)))),
+                sat_hi.eq(up & (h > h_max - 2)),
+                sat_lo.eq(~up & (h < 2 - h_max)),
+                new.eq(Mux(~act, h, Mux(sat_hi, h_max, Mux(sat_lo, -h_max, stepped)))),
+                positive.eq(Mux(~act, h > 0,
+                                sat_hi | (~sat_lo & Mux(up, h > -2, h > 2)))),
             ]
             new_h.append(new)
-            new_w.append(mask[n] & (new > 0))
+            new_w.append(mask[n] & positive)
         with m.If(en):
             m.d.sync += [out.h.as_value().eq(Cat(*new_h)), out.w.eq(Cat(*new_w))]
             if self._tag_shape is not None:
