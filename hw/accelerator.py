@@ -13,6 +13,7 @@ from xnorlearn.hw._params import check_int
 from xnorlearn.hw.axil import BUS_PREFIX, AxiLiteRegisters, AxiLiteSignature
 from xnorlearn.hw.core import TrainerCore
 from xnorlearn.hw.regmap import Build, ErrorCode, Phase
+from xnorlearn.hw.slice import RegisterSlice
 
 __all__ = ["AxiStreamSignature", "Accelerator", "core_parameters", "CORE_LIMITS", "ADDR_WIDTH"]
 
@@ -229,6 +230,10 @@ class Accelerator(wiring.Component):
             core.soft_reset.eq(regs.soft_reset),
             core.clear_error.eq(regs.clear_error),
             regs.lock.eq(core.busy),
+        ]
+        # The status fields are registered once: `phase` comes from the core's
+        # multiplexers, and reading it a cycle late costs nothing.
+        m.d.sync += [
             regs.busy.eq(core.busy),
             regs.error.eq(core.error | busy_error),
             regs.error_code.eq(Mux(core.error, core.error_code,
@@ -255,10 +260,17 @@ class Accelerator(wiring.Component):
             core.s_axis.payload.last.eq(self.s_axis.tlast),
             core.s_axis.valid.eq(self.s_axis.tvalid & ~hold),
             self.s_axis.tready.eq(core.s_axis.ready & ~hold),
-            self.m_axis.tdata.eq(core.m_axis.payload.data),
-            self.m_axis.tlast.eq(core.m_axis.payload.last),
-            self.m_axis.tvalid.eq(core.m_axis.valid),
-            core.m_axis.ready.eq(self.m_axis.tready),
+        ]
+        # Responses leave through a register slice: some words come straight from block
+        # RAM outputs, and the bus beyond deserves a clean register boundary.
+        m.submodules.m_slice = m_slice = RegisterSlice(shape=core.m_axis.payload.shape())
+        wiring.connect(m, core.m_axis, m_slice.i)
+        m.d.comb += [
+            m_slice.flush.eq(regs.soft_reset),
+            self.m_axis.tdata.eq(m_slice.o.payload.data),
+            self.m_axis.tlast.eq(m_slice.o.payload.last),
+            self.m_axis.tvalid.eq(m_slice.o.valid),
+            m_slice.o.ready.eq(self.m_axis.tready),
         ]
         with m.If(self.s_axis.tvalid & self.s_axis.tready):
             m.d.sync += in_packet.eq(~self.s_axis.tlast)

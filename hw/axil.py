@@ -92,9 +92,11 @@ class AxiLiteRegisters(wiring.Component):
     holding register, ``awready = ~held``); the write happens once both are held and
     the B channel is free, and ``bvalid`` follows one cycle later. A write takes
     effect (``Out`` ports change, pulses fire) on the same clock edge that raises
-    ``bvalid``. Reads are registered: ``rvalid`` follows the AR handshake by one
-    cycle, ``arready = ~rvalid | rready``, so reads can stream back to back; the
-    ``In`` ports of a ``ro`` register are sampled in the cycle of the AR handshake.
+    ``bvalid``. Reads take two register stages (the address, then the data, so that
+    the decoder and the wide read mux sit in different cycles): ``rvalid`` follows
+    the AR handshake by two cycles, and reads stream back to back while ``rready``
+    is high; the ``In`` ports of a ``ro`` register are sampled one cycle after the
+    AR handshake.
     Both channels hold their outputs while ``bready``/``rready`` are low. The low
     two address bits are ignored (word access); an address of no register answers
     SLVERR, as does a write to a ``const``/``ro`` register. ``wstrb`` selects the
@@ -280,13 +282,22 @@ class AxiLiteRegisters(wiring.Component):
         with m.Elif(bus["bready"]):
             m.d.sync += bus["bvalid"].eq(0)
 
-        # -- read: one register stage, back to back while rready is high --------------------
+        # -- read: the address is registered before the register mux, which keeps the
+        # decoder and the wide mux in separate cycles; back to back while rready is high.
+        ar_held = Signal()
+        ar_word = Signal(self._addr_width - 2)
         ar_take = Signal()
-        m.d.comb += [bus["arready"].eq(~bus["rvalid"] | bus["rready"]),
+        r_move = Signal()
+        m.d.comb += [r_move.eq(ar_held & (~bus["rvalid"] | bus["rready"])),
+                     bus["arready"].eq(~ar_held | r_move),
                      ar_take.eq(bus["arvalid"] & bus["arready"])]
         with m.If(ar_take):
+            m.d.sync += [ar_held.eq(1), ar_word.eq(bus["araddr"][2:])]
+        with m.Elif(r_move):
+            m.d.sync += ar_held.eq(0)
+        with m.If(r_move):
             m.d.sync += [bus["rvalid"].eq(1), bus["rresp"].eq(AxiResp.OKAY)]
-            with m.Switch(bus["araddr"][2:]):
+            with m.Switch(ar_word):
                 for reg in self._regmap:
                     with m.Case(reg.offset >> 2):
                         m.d.sync += bus["rdata"].eq(read_word[reg.name])

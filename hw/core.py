@@ -5,7 +5,7 @@ formats; the golden model (:class:`xnorlearn.sw.golden.fast.FastBMLP`) defines t
 arithmetic.
 """
 
-from amaranth import Array, Cat, Module, Mux, ResetInserter, Signal, signed, unsigned
+from amaranth import Array, Cat, Module, Mux, ResetInserter, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
@@ -15,7 +15,7 @@ from amaranth.utils import bits_for, ceil_log2, exact_log2
 from xnorlearn.hw._params import check_int as _check_int
 from xnorlearn.hw.classifier import LocalClassifier
 from xnorlearn.hw.popcount import XnorPopcount
-from xnorlearn.hw.prng import Mix32, ReinforceDraws
+from xnorlearn.hw.prng import Mix32, ReinforceDraws, _mul_parts, _mul_sum
 from xnorlearn.hw.regmap import ErrorCode, Phase
 from xnorlearn.hw.selector import GroupSelector
 from xnorlearn.hw.threshold import ThresholdUnit
@@ -283,20 +283,49 @@ class TrainerCore(wiring.Component):
         # updates, which run one layer behind the forward pass (see the class docstring).
         cur_l = Signal(range(ML))
         u_l = Signal(range(ML + 1))   # also the number of layers whose updates are done
-        L_words = Array(n_w)[cur_l]
-        L_last = Array(last_count)[cur_l]
-        L_base = Array(base)[cur_l]
-        L_kin = self.width[cur_l]
-        L_kout = self.width[cur_l + 1]
+        # The layer indices change through `*_nx` (their next values), so that what is
+        # selected by layer can be registered with no lag: the per-layer multiplexers
+        # and the arithmetic on them stay out of the cycles that use them.
+        cur_l_nx = Signal.like(cur_l)
+        u_l_nx = Signal.like(u_l)
+        m.d.comb += [cur_l_nx.eq(cur_l), u_l_nx.eq(u_l)]
+        m.d.sync += [cur_l.eq(cur_l_nx), u_l.eq(u_l_nx)]
+
+        def by_layer(index, values, name, fn=None):
+            values = [Value.cast(fn(v) if fn else v) for v in values]
+            reg = Signal(values[0].shape(), name=name)
+            m.d.sync += reg.eq(Array(values)[index])
+            return reg
+
+        widths = [self.width[l] for l in range(ML + 1)]
+        L_words = by_layer(cur_l_nx, n_w, "L_words")
+        L_last = by_layer(cur_l_nx, last_count, "L_last")
+        L_base = by_layer(cur_l_nx, base[:ML], "L_base")
+        L_kin = by_layer(cur_l_nx, widths[:ML], "L_kin")
+        L_kout = by_layer(cur_l_nx, widths[1:], "L_kout")
         L_row = cur_l * MW            # first row of the layer in Pmem / T
-        L_hw = (L_kin + 3) >> 2       # host words per neuron in WRITE_H / READ_H
-        is_last_layer = cur_l == self.layers - 1
-        U_words = Array(n_w)[u_l]
-        U_last = Array(last_count)[u_l]
-        U_base = Array(base)[u_l]
-        U_kin = self.width[u_l]
-        U_kout = self.width[u_l + 1]
+        L_hw = by_layer(cur_l_nx, widths[:ML], "L_hw", lambda k: (k + 3) >> 2)
+        is_last_layer = Signal()
+        m.d.sync += is_last_layer.eq(cur_l_nx == self.layers - 1)
+        L_robust = by_layer(cur_l_nx, [self.robust[l] for l in range(ML)], "L_robust")
+        L_gamma = by_layer(cur_l_nx, [self.gamma[l] for l in range(ML)], "L_gamma")
+        # u_l runs to ML: the entries past the last layer are never used.
+        U_words = by_layer(u_l_nx, n_w, "U_words")
+        U_last = by_layer(u_l_nx, last_count, "U_last")
+        U_base = by_layer(u_l_nx, base[:ML], "U_base")
+        U_kin = by_layer(u_l_nx, widths[:ML], "U_kin")
+        U_kout = by_layer(u_l_nx, widths[1:], "U_kout")
         U_row = u_l * MW
+        # Last indices (`x - 1`, signed: -1 for an empty layer), for equality tests.
+        L_words_m1 = by_layer(cur_l_nx, n_w, "L_words_m1", lambda v: v - 1)
+        L_kout_m1 = by_layer(cur_l_nx, widths[1:], "L_kout_m1", lambda v: v - 1)
+        L_hw_m1 = by_layer(cur_l_nx, widths[:ML], "L_hw_m1", lambda k: ((k + 3) >> 2) - 1)
+        U_words_m1 = by_layer(u_l_nx, n_w, "U_words_m1", lambda v: v - 1)
+        U_kout_m1 = by_layer(u_l_nx, widths[1:], "U_kout_m1", lambda v: v - 1)
+        U_chunks_m1 = by_layer(u_l_nx, last_count, "U_chunks_m1",
+                               lambda v: ((v + D - 1) >> LOGD) - 1)
+        U_thresh = by_layer(u_l_nx, [self.thresh[l] for l in range(ML)], "U_thresh")
+        U_key = by_layer(u_l_nx, [self.key[l] for l in range(ML)], "U_key")
 
         # -- memories --------------------------------------------------------------------------
         m.submodules.h_mem = h_mem = Memory(shape=unsigned(P * HB), depth=self._weight_words, init=[])
@@ -348,11 +377,12 @@ class TrainerCore(wiring.Component):
         m.submodules.mix = mix = Mix32(lanes=1)
         m.submodules.pick_fifo = pick_fifo = SyncFIFO(width=len(sel.o.payload.as_value()),
                                                       depth=MG + 16)
-        m.submodules.dec_fifo = dec_fifo = SyncFIFO(width=1, depth=16)
-        m.submodules.lab_fifo = lab_fifo = SyncFIFO(width=label_bits, depth=16)
+        m.submodules.dec_fifo = dec_fifo = SyncFIFO(width=1, depth=32)
+        m.submodules.lab_fifo = lab_fifo = SyncFIFO(width=label_bits, depth=32)
 
         # -- registers -------------------------------------------------------------------------
         bs = Signal(range(MB + 1))
+        bs_m1 = Signal(signed(len(bs) + 1))
         op = Signal(8)
         batch_errors = Signal(range(MB + 1))
         err_flag = Signal()
@@ -372,7 +402,8 @@ class TrainerCore(wiring.Component):
 
         phase = Signal(Phase)
         m.d.comb += self.phase.eq(phase)
-        m.d.comb += self.busy.eq((phase != Phase.IDLE) & (phase != Phase.ERROR))
+        # `busy` (phase neither IDLE nor ERROR) is decoded from the state register below, not
+        # from `phase`, whose multiplexers depend on the forward and update machines.
         with m.If(self.busy):
             m.d.sync += counters["cycles"].eq(counters["cycles"] + 1)
         for ph, name in ((Phase.FORWARD, "cycles_forward"), (Phase.UPDATE, "cycles_update"),
@@ -391,6 +422,7 @@ class TrainerCore(wiring.Component):
         g_w = Signal(range(AW + 1))
         g_waddr = Signal(waddr_bits)
         g_abase = Signal(range(ML * region + 1))
+        g_aaddr = Signal(range(ML * region + 1))   # g_abase + g_w, by counting
         g_go = g_active & (g_mu < ld_mu)
         r_valid = Signal()
         r_count = Signal(range(P + 1))
@@ -399,21 +431,23 @@ class TrainerCore(wiring.Component):
         with m.If(fw_adv):
             m.d.sync += [
                 r_valid.eq(g_go),
-                r_count.eq(Mux(g_w == L_words - 1, L_last, P)),
-                r_last.eq(g_w == L_words - 1),
+                r_count.eq(Mux(g_w == L_words_m1, L_last, P)),
+                r_last.eq(g_w == L_words_m1),
             ]
             with m.If(g_go):
-                with m.If(g_w == L_words - 1):
+                with m.If(g_w == L_words_m1):
                     m.d.sync += g_w.eq(0)
-                    with m.If(g_k == L_kout - 1):
+                    with m.If(g_k == L_kout_m1):
                         m.d.sync += [g_k.eq(0), g_waddr.eq(L_base), g_abase.eq(g_abase + AW),
-                                     g_mu.eq(g_mu + 1)]
-                        with m.If(g_mu == bs - 1):
+                                     g_aaddr.eq(g_abase + AW), g_mu.eq(g_mu + 1)]
+                        with m.If(g_mu == bs_m1):
                             m.d.sync += g_active.eq(0)
                     with m.Else():
-                        m.d.sync += [g_k.eq(g_k + 1), g_waddr.eq(g_waddr + 1)]
+                        m.d.sync += [g_k.eq(g_k + 1), g_waddr.eq(g_waddr + 1),
+                                     g_aaddr.eq(g_abase)]
                 with m.Else():
-                    m.d.sync += [g_w.eq(g_w + 1), g_waddr.eq(g_waddr + 1)]
+                    m.d.sync += [g_w.eq(g_w + 1), g_waddr.eq(g_waddr + 1),
+                                 g_aaddr.eq(g_aaddr + 1)]
         fw_bank = cur_l[0] if ML > 1 else 0
         fw_a_data = Mux(fw_bank, a_rd[-1].data, a_rd[0].data)
         m.d.comb += [
@@ -433,7 +467,7 @@ class TrainerCore(wiring.Component):
         take = pc.o.valid & gate
         c_k = Signal(range(MW + 1))
         c_mu = Signal(range(MB + 1))
-        c_last = c_k == L_kout - 1
+        c_last = c_k == L_kout_m1
         s1_valid = Signal()
         s1_z = Signal(signed(zw))
         s1_k = Signal(range(MW + 1))
@@ -451,25 +485,35 @@ class TrainerCore(wiring.Component):
         with m.If(take):
             m.d.sync += [c_k.eq(Mux(c_last, 0, c_k + 1)), c_mu.eq(c_mu + c_last)]
 
-        s1_row = p_rd.data
-        s1_y = y_rd.data
-        s1_a = thr.o.payload.a
+        # One more register stage: block RAM outputs (P row, label, threshold) and z
+        # reach the classifier and the selector from flip-flops.
+        s2_valid = Signal()
+        s2_z = Signal(signed(zw))
+        s2_k = Signal(range(MW + 1))
+        s2_mu = Signal(range(MB + 1))
+        s2_last = Signal()
+        s2_row = Signal(C)
+        s2_y = Signal(label_bits)
+        s2_a = Signal()
+        m.d.sync += [s2_valid.eq(s1_valid), s2_z.eq(s1_z), s2_k.eq(s1_k), s2_mu.eq(s1_mu),
+                     s2_last.eq(s1_last), s2_row.eq(p_rd.data), s2_y.eq(y_rd.data),
+                     s2_a.eq(thr.o.payload.a)]
         m.d.comb += [
-            cls.i.valid.eq(s1_valid),
-            cls.i.payload.act.eq(s1_a),
-            cls.i.payload.row.eq(s1_row),
-            cls.i.payload.label.eq(s1_y),
-            cls.i.payload.last.eq(s1_last),
-            cls.robustness.eq(self.robust[cur_l]),
+            cls.i.valid.eq(s2_valid),
+            cls.i.payload.act.eq(s2_a),
+            cls.i.payload.row.eq(s2_row),
+            cls.i.payload.label.eq(s2_y),
+            cls.i.payload.last.eq(s2_last),
+            cls.robustness.eq(L_robust),
             cls.o.ready.eq(1),
-            sel.i.valid.eq(s1_valid),
-            sel.i.payload.z.eq(s1_z),
-            sel.i.payload.rho.eq(s1_row.bit_select(s1_y, 1)),
-            sel.i.payload.last.eq(s1_last),
-            sel.gamma.eq(self.gamma[cur_l]),
+            sel.i.valid.eq(s2_valid),
+            sel.i.payload.z.eq(s2_z),
+            sel.i.payload.rho.eq(s2_row.bit_select(s2_y, 1)),
+            sel.i.payload.last.eq(s2_last),
+            sel.gamma.eq(L_gamma),
             sel.o.ready.eq(1),
-            lab_fifo.w_en.eq(s1_valid & s1_last),
-            lab_fifo.w_data.eq(s1_y),
+            lab_fifo.w_en.eq(s2_valid & s2_last),
+            lab_fifo.w_data.eq(s2_y),
             pick_fifo.w_en.eq(sel.o.valid),
             pick_fifo.w_data.eq(sel.o.payload.as_value()),
         ]
@@ -477,12 +521,12 @@ class TrainerCore(wiring.Component):
         # Activations of this layer, packed into A words for the next layer (region cur_l+1).
         abuf = Signal(P)
         amerged = Signal(P)
-        m.d.comb += amerged.eq(abuf | (s1_a << s1_k[:LOGP])[:P])
-        a_word_end = (s1_k[:LOGP] == P - 1) | s1_last
-        fw_a_we = s1_valid & a_word_end & (cur_l + 1 < self.layers)
-        fw_a_addr = ((cur_l + 1) >> 1) * region + s1_mu * AW + (s1_k >> LOGP)
+        m.d.comb += amerged.eq(abuf | (s2_a << s2_k[:LOGP])[:P])
+        a_word_end = (s2_k[:LOGP] == P - 1) | s2_last
+        fw_a_we = s2_valid & a_word_end & (cur_l + 1 < self.layers)
+        fw_a_addr = ((cur_l + 1) >> 1) * region + s2_mu * AW + (s2_k >> LOGP)
         fw_wbank = ~cur_l[0] if ML > 1 else 0
-        with m.If(s1_valid):
+        with m.If(s2_valid):
             m.d.sync += abuf.eq(Mux(a_word_end, 0, amerged))
 
         # Classifier decisions: last-layer errors, predictions, update flags.
@@ -534,69 +578,79 @@ class TrainerCore(wiring.Component):
         m.d.sync += inflight.eq(inflight + issue - eng.o.valid)
         U_picks = Array(pick_counts)[u_l]
 
-        # Pick prefetch: pick list -> (P row, label) -> rho, a three-stage pipeline that runs
-        # ahead of the word issue so that consecutive picks stream without a gap.
+        # Pick prefetch: pick list -> registered entry -> (P row, label) -> rho, a four-stage
+        # pipeline that runs ahead of the word issue so that consecutive picks stream
+        # without a gap.
         pf_i = Signal(range(pick_region + 1))
         f0_v, f1_v, nx_v = Signal(), Signal(), Signal()
         f1_k, nx_k = Signal(range(MW)), Signal(range(MW))
-        f1_hbase, nx_hbase = Signal(waddr_bits), Signal(waddr_bits)
-        f1_abase, nx_abase = Signal(range(ML * region + 1)), Signal(range(ML * region + 1))
+        f1_mu = Signal(range(MB))
+        nx_hbase = Signal(waddr_bits)
+        nx_abase = Signal(range(ML * region + 1))
         nx_rho = Signal()
         cp_act = Signal()             # a pick is streaming its words
         cp_w = Signal(range(AW + 1))
         cp_k = Signal(range(MW))
         cp_rho = Signal()
-        cp_hbase = Signal(waddr_bits)
-        cp_abase = Signal(range(ML * region + 1))
-        cp_last_word = cp_w == U_words - 1
-        # Read-after-write: a word is written back two cycles after it is issued, so the
-        # same neuron may follow itself at once only if it has two words or more.
-        hazard = cp_act & cp_last_word & (nx_k == cp_k) & (U_words == 1)
+        cp_last_word = cp_w == U_words_m1
+        # Read-after-write: a word is written back `eng.latency + 1` = 3 cycles after it
+        # is issued (and read through the port's transparency in that cycle), so a pick
+        # waits while a word of its neuron was issued in this cycle or the one before.
+        # Comparing neurons, not addresses, can hold a pick for up to two cycles more
+        # than needed, only when a neuron follows itself, which is rare.
+        assert eng.latency == 2
+        pi_v = Signal()
+        pi_k = Signal(range(MW))
+        m.d.sync += [pi_v.eq(cp_act), pi_k.eq(cp_k)]
+        hazard = (cp_act & (nx_k == cp_k)) | (pi_v & (nx_k == pi_k))
         cp_take = u_run & nx_v & (~cp_act | cp_last_word) & ~hazard
-        en2 = ~nx_v | cp_take
-        en1 = ~f1_v | en2
-        en0 = ~f0_v | en1
+        # The prefetch stages move or hold together (no ready chain through them).
+        pf_en = ~nx_v | cp_take
         fetch = u_run & (pf_i < U_picks)
-        pk = pick_rd.data
+        fb_v = Signal()
+        pk = Signal(pick_layout)      # pick list entry, registered after its block RAM
         m.d.comb += [
             pick_rd.addr.eq(u_l * pick_region + pf_i),
-            pick_rd.en.eq(en0),
+            pick_rd.en.eq(pf_en),
             p_rd_cp.addr.eq(U_row + pk.k),
-            p_rd_cp.en.eq(en1),
+            p_rd_cp.en.eq(pf_en),
             y_rd_cp.addr.eq(pk.mu),
-            y_rd_cp.en.eq(en1),
+            y_rd_cp.en.eq(pf_en),
         ]
-        with m.If(en0):
-            m.d.sync += [f0_v.eq(fetch), pf_i.eq(pf_i + fetch)]
-        with m.If(en1):
-            m.d.sync += [f1_v.eq(f0_v), f1_k.eq(pk.k), f1_hbase.eq(U_base + pk.k * U_words),
-                         f1_abase.eq((u_l >> 1) * region + pk.mu * AW)]
-        with m.If(en2):
-            m.d.sync += [nx_v.eq(f1_v), nx_k.eq(f1_k), nx_hbase.eq(f1_hbase),
-                         nx_abase.eq(f1_abase),
+        with m.If(pf_en):
+            m.d.sync += [f0_v.eq(fetch), pf_i.eq(pf_i + fetch),
+                         fb_v.eq(f0_v), pk.eq(pick_rd.data),
+                         f1_v.eq(fb_v), f1_k.eq(pk.k), f1_mu.eq(pk.mu),
+                         nx_v.eq(f1_v), nx_k.eq(f1_k),
+                         nx_hbase.eq(U_base + f1_k * U_words),
+                         nx_abase.eq((u_l >> 1) * region + f1_mu * AW),
                          nx_rho.eq(p_rd_cp.data.bit_select(y_rd_cp.data, 1))]
 
         cp_valid = Signal()
         cp_addr = Signal(waddr_bits)
         cp_count = Signal(range(P + 1))
         cp_qrho = Signal()
+        # Addresses of the word being issued, kept as `base + cp_w` by counting.
+        cp_haddr = Signal(waddr_bits)
         cp_a_addr = Signal(range(ML * region + 1))
         m.d.sync += cp_valid.eq(0)
-        m.d.comb += cp_a_addr.eq(cp_abase + cp_w)
         with m.If(cp_act):
             m.d.comb += issue.eq(1)
-            m.d.sync += [cp_valid.eq(1), cp_addr.eq(cp_hbase + cp_w), cp_qrho.eq(cp_rho),
-                         cp_count.eq(Mux(cp_last_word, U_last, P)), cp_w.eq(cp_w + 1)]
+            m.d.sync += [cp_valid.eq(1), cp_addr.eq(cp_haddr), cp_qrho.eq(cp_rho),
+                         cp_count.eq(Mux(cp_last_word, U_last, P)), cp_w.eq(cp_w + 1),
+                         cp_haddr.eq(cp_haddr + 1), cp_a_addr.eq(cp_a_addr + 1)]
             with m.If(cp_last_word):
                 m.d.sync += cp_act.eq(0)
         with m.If(cp_take):
             m.d.sync += [cp_act.eq(1), cp_w.eq(0), cp_k.eq(nx_k), cp_rho.eq(nx_rho),
-                         cp_hbase.eq(nx_hbase), cp_abase.eq(nx_abase)]
-        cp_all_issued = (pf_i == U_picks) & ~f0_v & ~f1_v & ~nx_v & ~cp_act
-        # The sweep reads H from two cycles after the last CP word was issued (its write-back).
+                         cp_haddr.eq(nx_hbase), cp_a_addr.eq(nx_abase)]
+        cp_all_issued = (pf_i == U_picks) & ~f0_v & ~fb_v & ~f1_v & ~nx_v & ~cp_act
+        # The sweep reads H from three cycles after the last CP word was issued (its
+        # write-back).
         rf_ok = Signal()
+        cp_done_d = Signal()
         with m.If(u_run):
-            m.d.sync += rf_ok.eq(cp_all_issued)
+            m.d.sync += [cp_done_d.eq(cp_all_issued), rf_ok.eq(cp_done_d)]
 
         # Reinforcement: one request of `draw_lanes` draws per cycle; the requests of a word
         # (fewer for a partial last word) are collected and the word goes to the engine.
@@ -610,8 +664,8 @@ class TrainerCore(wiring.Component):
         rf_start = Signal(32)
         rf_next = Signal(waddr_bits)
         rf_pending = Signal(range(64))   # requests in the draws pipeline (bounded by its depth)
-        rf_word_last = rf_w == U_words - 1
-        chunk_last = Mux(rf_word_last, rf_c == ((U_last + D - 1) >> LOGD) - 1, rf_c == CH - 1)
+        rf_word_last = rf_w == U_words_m1
+        chunk_last = Mux(rf_word_last, rf_c == U_chunks_m1, rf_c == CH - 1)
         req = draws.i.valid & draws.i.ready
         m.d.comb += [
             draws.i.valid.eq(u_run & rf_key_v & rf_gen),
@@ -628,7 +682,7 @@ class TrainerCore(wiring.Component):
                 with m.If(rf_word_last):
                     m.d.sync += [rf_w.eq(0), rf_row.eq(rf_row + U_kin),
                                  rf_start.eq(rf_row + U_kin), rf_k.eq(rf_k + 1)]
-                    with m.If(rf_k == U_kout - 1):
+                    with m.If(rf_k == U_kout_m1):
                         m.d.sync += rf_gen.eq(0)
                 with m.Else():
                     m.d.sync += [rf_w.eq(rf_w + 1), rf_start.eq(rf_start + D)]
@@ -667,7 +721,7 @@ class TrainerCore(wiring.Component):
             eng.i.payload.rho.eq(cp_qrho),
             eng.i.payload.mask.eq(_lane_mask(Mux(cp_valid, cp_count, rf_count), P)),
             eng.i.payload.draw.as_value().eq(rf_draw),
-            eng.i.payload.threshold.eq(self.thresh[u_l]),
+            eng.i.payload.threshold.eq(U_thresh),
             eng.i.payload.tag.addr.eq(Mux(cp_valid, cp_addr, rf_addr)),
             eng.o.ready.eq(1),
             mix.o.ready.eq(1),
@@ -678,14 +732,28 @@ class TrainerCore(wiring.Component):
         # forward passes otherwise).
         u_phase = Mux(rf_ok, Phase.REINFORCE, Phase.UPDATE)
 
+        # The sweep key's input `KEY_l + STEP * GOLDEN`, in two register steps (partial
+        # products, then their sum); `seed_tag` names the (STEP, layer) it was made from,
+        # and a sweep starts only once that is the current one.
+        seed_parts = Signal(64)
+        seed_key = Signal(32)
+        seed = Signal(32)
+        tag_now = Cat(step, u_l)
+        seed_tag1 = Signal(len(tag_now))
+        seed_tag = Signal(len(tag_now))
+        m.d.sync += [seed_parts.eq(_mul_parts(step, GOLDEN)), seed_key.eq(U_key),
+                     seed_tag1.eq(tag_now),
+                     seed.eq((seed_key + _mul_sum(seed_parts))[:32]), seed_tag.eq(seed_tag1)]
+        seed_ok = seed_tag == tag_now
+
         with m.FSM(name="update"):
             with m.State("U_IDLE"):
-                start = (op == Opcode.TRAIN) & (u_l < fw_done)
-                m.d.comb += [mix.i.valid.eq(start),
-                             mix.i.payload.x[0].eq(self.key[u_l] + step * GOLDEN)]
-                m.d.sync += [pf_i.eq(0), f0_v.eq(0), f1_v.eq(0), nx_v.eq(0), cp_act.eq(0),
-                             rf_ok.eq(0), rf_key_v.eq(0), rf_gen.eq(1), rf_k.eq(0), rf_w.eq(0),
-                             rf_c.eq(0), rf_row.eq(0), rf_start.eq(0), rf_next.eq(U_base)]
+                start = (op == Opcode.TRAIN) & (u_l < fw_done) & seed_ok
+                m.d.comb += [mix.i.valid.eq(start), mix.i.payload.x[0].eq(seed)]
+                m.d.sync += [pf_i.eq(0), f0_v.eq(0), fb_v.eq(0), f1_v.eq(0), nx_v.eq(0), cp_act.eq(0),
+                             rf_ok.eq(0), cp_done_d.eq(0), rf_key_v.eq(0), rf_gen.eq(1),
+                             rf_k.eq(0), rf_w.eq(0), rf_c.eq(0), rf_row.eq(0), rf_start.eq(0),
+                             rf_next.eq(U_base)]
                 with m.If(start & mix.i.ready):
                     m.next = "U_RUN"
             with m.State("U_RUN"):
@@ -693,7 +761,7 @@ class TrainerCore(wiring.Component):
                 with m.If(mix.o.valid):
                     m.d.sync += [rf_key.eq(mix.o.payload.x[0]), rf_key_v.eq(1)]
                 with m.If(u_finished):
-                    m.d.sync += u_l.eq(u_l + 1)
+                    m.d.comb += u_l_nx.eq(u_l + 1)
                     m.next = "U_IDLE"
 
         # -- host I/O registers ----------------------------------------------------------------
@@ -702,6 +770,7 @@ class TrainerCore(wiring.Component):
         io_addr = Signal(32)
         io_buf = Signal(P)
         hbuf = Signal(P * HB)
+        rh_buf = Signal(P * HB)
         wbuf = Signal(P)
         resp_i = Signal(range(MB + 1))
 
@@ -709,7 +778,7 @@ class TrainerCore(wiring.Component):
         out = self.m_axis.payload
 
         # Default addresses and write ports (overridden per state below).
-        fw_a_rdaddr = g_abase + g_w
+        fw_a_rdaddr = g_aaddr
         for b in range(len(a_rd)):
             cp_here = u_run & ((u_l[0] == b) if ML > 1 else 1)
             m.d.comb += [
@@ -722,7 +791,7 @@ class TrainerCore(wiring.Component):
         m.d.comb += [
             p_rd.addr.eq(L_row + c_k),
             y_rd.addr.eq(c_mu),
-            h_rd.addr.eq(Mux(cp_act, cp_hbase + cp_w, dout.tag.addr)),
+            h_rd.addr.eq(Mux(cp_act, cp_haddr, dout.tag.addr)),
             pred_rd.addr.eq(resp_i),
             t_rd.addr.eq(L_row + io_k),
             h_wr.addr.eq(eng.o.payload.tag.addr),
@@ -743,57 +812,68 @@ class TrainerCore(wiring.Component):
         def start_fwd(layer):
             m.d.sync += [
                 g_active.eq(1), g_mu.eq(0), g_k.eq(0), g_w.eq(0), g_waddr.eq(Array(base)[layer]),
-                g_abase.eq((layer >> 1) * region), c_k.eq(0), c_mu.eq(0), cls_mu.eq(0),
+                g_abase.eq((layer >> 1) * region), g_aaddr.eq((layer >> 1) * region),
+                c_k.eq(0), c_mu.eq(0), cls_mu.eq(0),
                 drain_mu.eq(0), pick_n.eq(0), abuf.eq(0),
             ]
 
-        hdr_op = s_in.data[24:32]
-        hdr_layer = s_in.data[16:24]
-        hdr_count = s_in.data[0:16]
+        # The header word is registered before it is decoded (state DECODE).
+        hdr = Signal(32)
+        hdr_last = Signal()
+        hdr_op = hdr[24:32]
+        hdr_layer = hdr[16:24]
+        hdr_count = hdr[0:16]
 
-        with m.FSM():
+        with m.FSM() as fsm:
+            m.d.comb += self.busy.eq(~(fsm.ongoing("IDLE") | fsm.ongoing("DISCARD")
+                                       | fsm.ongoing("ERROR") | fsm.ongoing("QUIESCE")))
             with m.State("IDLE"):
                 m.d.comb += [phase.eq(Phase.IDLE), self.s_axis.ready.eq(1)]
                 with m.If(self.s_axis.valid):
                     # fw_done = 0: only the pick lists of an accepted TRAIN packet are applied
                     # (an INFER leaves its own behind).
-                    m.d.sync += [op.eq(hdr_op), io_k.eq(0), io_v.eq(0), hbuf.eq(0), wbuf.eq(0),
-                                 io_buf.eq(0), ld_mu.eq(0), batch_errors.eq(0), resp_i.eq(0),
-                                 fw_done.eq(0)]
-                    last = s_in.last
-                    with m.Switch(hdr_op):
-                        with m.Case(Opcode.TRAIN, Opcode.INFER):
-                            with m.If(~cfg_ok):
-                                fail(ErrorCode.CONFIG, last)
-                            with m.Elif((hdr_count == 0) | (hdr_count > MB) | last):
-                                fail(ErrorCode.LENGTH, last)
-                            with m.Else():
-                                m.d.sync += [bs.eq(hdr_count), cur_l.eq(0), io_addr.eq(0),
-                                             u_l.eq(0)]
-                                start_fwd(0)
-                                m.next = "LOAD_LABEL"
-                        with m.Case(Opcode.WRITE_H, Opcode.WRITE_P, Opcode.WRITE_T,
-                                    Opcode.READ_H, Opcode.READ_P, Opcode.READ_T):
-                            is_write = ~hdr_op[0]
-                            with m.If(~cfg_ok):
-                                fail(ErrorCode.CONFIG, last)
-                            with m.Elif(hdr_layer >= self.layers):
-                                fail(ErrorCode.LAYER, last)
-                            with m.Elif(is_write == last):
-                                fail(ErrorCode.LENGTH, last)
-                            with m.Else():
-                                m.d.sync += cur_l.eq(hdr_layer)
-                                with m.Switch(hdr_op):
-                                    with m.Case(Opcode.WRITE_H):
-                                        m.next = "WH_START"
-                                    with m.Case(Opcode.READ_H):
-                                        m.next = "RH_START"
-                                    with m.Case(Opcode.WRITE_P, Opcode.WRITE_T):
-                                        m.next = "WPT_DATA"
-                                    with m.Case(Opcode.READ_P, Opcode.READ_T):
-                                        m.next = "RPT_RD"
-                        with m.Default():
-                            fail(ErrorCode.OPCODE, last)
+                    m.d.sync += [hdr.eq(s_in.data), hdr_last.eq(s_in.last),
+                                 op.eq(s_in.data[24:32]), io_k.eq(0), io_v.eq(0), hbuf.eq(0),
+                                 wbuf.eq(0), io_buf.eq(0), ld_mu.eq(0), batch_errors.eq(0),
+                                 resp_i.eq(0), fw_done.eq(0)]
+                    m.next = "DECODE"
+
+            with m.State("DECODE"):
+                m.d.comb += phase.eq(Phase.IO)
+                last = hdr_last
+                with m.Switch(hdr_op):
+                    with m.Case(Opcode.TRAIN, Opcode.INFER):
+                        with m.If(~cfg_ok):
+                            fail(ErrorCode.CONFIG, last)
+                        with m.Elif((hdr_count == 0) | (hdr_count > MB) | last):
+                            fail(ErrorCode.LENGTH, last)
+                        with m.Else():
+                            m.d.sync += [bs.eq(hdr_count), bs_m1.eq(hdr_count - 1), io_addr.eq(0)]
+                            m.d.comb += [cur_l_nx.eq(0), u_l_nx.eq(0)]
+                            start_fwd(0)
+                            m.next = "LOAD_LABEL"
+                    with m.Case(Opcode.WRITE_H, Opcode.WRITE_P, Opcode.WRITE_T,
+                                Opcode.READ_H, Opcode.READ_P, Opcode.READ_T):
+                        is_write = ~hdr_op[0]
+                        with m.If(~cfg_ok):
+                            fail(ErrorCode.CONFIG, last)
+                        with m.Elif(hdr_layer >= self.layers):
+                            fail(ErrorCode.LAYER, last)
+                        with m.Elif(is_write == last):
+                            fail(ErrorCode.LENGTH, last)
+                        with m.Else():
+                            m.d.comb += cur_l_nx.eq(hdr_layer)
+                            with m.Switch(hdr_op):
+                                with m.Case(Opcode.WRITE_H):
+                                    m.next = "WH_START"
+                                with m.Case(Opcode.READ_H):
+                                    m.next = "RH_START"
+                                with m.Case(Opcode.WRITE_P, Opcode.WRITE_T):
+                                    m.next = "WPT_DATA"
+                                with m.Case(Opcode.READ_P, Opcode.READ_T):
+                                    m.next = "RPT_RD"
+                    with m.Default():
+                        fail(ErrorCode.OPCODE, last)
 
             with m.State("DISCARD"):
                 m.d.comb += [phase.eq(Phase.ERROR), self.s_axis.ready.eq(1)]
@@ -839,7 +919,7 @@ class TrainerCore(wiring.Component):
                 else:
                     m.d.comb += merged_in.eq(s_in.data)
                 word_end = (io_v == nw0 - 1)
-                exp_last = (ld_mu == bs - 1) & word_end
+                exp_last = (ld_mu == bs_m1) & word_end
                 a_end = word_end | ((slot == S - 1) if LOGS else 1)
                 # Region 0 is in bank 0; layer 0's forward pass writes bank 1 meanwhile.
                 m.d.comb += [phase.eq(load_phase), self.s_axis.ready.eq(1),
@@ -870,7 +950,7 @@ class TrainerCore(wiring.Component):
                         with m.Else():
                             m.next = "UPD_WAIT"
                     with m.Else():
-                        m.d.sync += cur_l.eq(cur_l + 1)
+                        m.d.comb += cur_l_nx.eq(cur_l + 1)
                         m.next = "FWD_NEXT"
 
             # Layer cur_l's forward pass reads the A bank that the updates of layer cur_l-2
@@ -886,7 +966,7 @@ class TrainerCore(wiring.Component):
             with m.State("UPD_WAIT"):
                 m.d.comb += phase.eq(u_phase)
                 with m.If(u_l == self.layers):
-                    m.d.sync += cur_l.eq(0)
+                    m.d.comb += cur_l_nx.eq(0)
                     m.next = "FINISH"
 
             with m.State("FINISH"):
@@ -901,7 +981,7 @@ class TrainerCore(wiring.Component):
             # ---- responses ------------------------------------------------------------------
             with m.State("RESP_PRED_RD"):
                 m.d.comb += phase.eq(Phase.RESPOND)
-                m.d.sync += cur_l.eq(0)
+                m.d.comb += cur_l_nx.eq(0)
                 m.next = "RESP_PRED"
 
             with m.State("RESP_PRED"):
@@ -909,7 +989,7 @@ class TrainerCore(wiring.Component):
                              self.m_axis.valid.eq(1), out.data.eq(pred_rd.data)]
                 with m.If(self.m_axis.ready):
                     m.d.sync += resp_i.eq(resp_i + 1)
-                    with m.If(resp_i == bs - 1):
+                    with m.If(resp_i == bs_m1):
                         m.next = "RESP_STATUS"
                     with m.Else():
                         m.next = "RESP_PRED_RD"
@@ -923,7 +1003,7 @@ class TrainerCore(wiring.Component):
 
             # ---- WRITE_H / READ_H -----------------------------------------------------------
             slot_q = io_v[:LOGQ]
-            end_q = (slot_q == Q - 1) | (io_v == L_hw - 1)
+            end_q = (slot_q == Q - 1) | (io_v == L_hw_m1)
             with m.State("WH_START"):
                 m.d.comb += phase.eq(Phase.IO)
                 m.d.sync += io_addr.eq(L_base)
@@ -935,7 +1015,7 @@ class TrainerCore(wiring.Component):
                 hvals = []
                 for b in range(4):
                     hv = Signal(signed(HB), name=f"wh_h{b}")
-                    valid_b = (io_v != L_hw - 1) | (L_kin[:2] == 0) | (b < L_kin[:2])
+                    valid_b = (io_v != L_hw_m1) | (L_kin[:2] == 0) | (b < L_kin[:2])
                     m.d.comb += hv.eq(Mux(valid_b, s_in.data.word_select(b, 8).as_signed(), 0))
                     hvals.append(hv)
                 m.d.comb += [
@@ -943,7 +1023,7 @@ class TrainerCore(wiring.Component):
                     hmerged.word_select(slot_q, 4 * HB).eq(Cat(*hvals)),
                     wmerged.word_select(slot_q, 4).eq(Cat(*(hv > 0 for hv in hvals))),
                 ]
-                exp_last = (io_k == L_kout - 1) & (io_v == L_hw - 1)
+                exp_last = (io_k == L_kout_m1) & (io_v == L_hw_m1)
                 m.d.comb += [phase.eq(Phase.IO), self.s_axis.ready.eq(1),
                              h_wr.addr.eq(io_addr), h_wr.data.eq(hmerged),
                              h_wr.en.eq(self.s_axis.valid & end_q),
@@ -956,7 +1036,7 @@ class TrainerCore(wiring.Component):
                         m.d.sync += [hbuf.eq(hmerged), wbuf.eq(wmerged)]
                     with m.If(s_in.last != exp_last):
                         fail(ErrorCode.LENGTH, s_in.last)
-                    with m.Elif(io_v == L_hw - 1):
+                    with m.Elif(io_v == L_hw_m1):
                         m.d.sync += [io_v.eq(0), io_k.eq(io_k + 1)]
                         with m.If(exp_last):
                             m.next = "IDLE"
@@ -970,20 +1050,27 @@ class TrainerCore(wiring.Component):
 
             with m.State("RH_RD"):
                 m.d.comb += [phase.eq(Phase.IO), h_rd.addr.eq(io_addr)]
+                m.next = "RH_LATCH"
+
+            # The word is registered before its slots go out: the slot multiplexer after the
+            # block RAMs' own would be too deep for one cycle.
+            with m.State("RH_LATCH"):
+                m.d.comb += phase.eq(Phase.IO)
+                m.d.sync += rh_buf.eq(h_rd.data)
                 m.next = "RH_SEND"
 
             with m.State("RH_SEND"):
-                chunk = h_rd.data.word_select(slot_q, 4 * HB)
+                chunk = rh_buf.word_select(slot_q, 4 * HB)
                 bytes_out = []
                 for b in range(4):
                     hb = Signal(signed(8), name=f"rh_h{b}")
                     m.d.comb += hb.eq(chunk.word_select(b, HB).as_signed())
                     bytes_out.append(hb)
-                is_last = (io_k == L_kout - 1) & (io_v == L_hw - 1)
+                is_last = (io_k == L_kout_m1) & (io_v == L_hw_m1)
                 m.d.comb += [phase.eq(Phase.IO), h_rd.en.eq(0), self.m_axis.valid.eq(1),
                              out.data.eq(Cat(*bytes_out)), out.last.eq(is_last)]
                 with m.If(self.m_axis.ready):
-                    with m.If(io_v == L_hw - 1):
+                    with m.If(io_v == L_hw_m1):
                         m.d.sync += [io_v.eq(0), io_k.eq(io_k + 1), io_addr.eq(io_addr + 1)]
                         with m.If(is_last):
                             m.next = "IDLE"
@@ -997,7 +1084,7 @@ class TrainerCore(wiring.Component):
 
             # ---- WRITE_P / WRITE_T / READ_P / READ_T ---------------------------------------
             with m.State("WPT_DATA"):
-                exp_last = io_k == L_kout - 1
+                exp_last = io_k == L_kout_m1
                 we = self.s_axis.valid & (s_in.last == exp_last)
                 is_p = op == Opcode.WRITE_P
                 m.d.comb += [
@@ -1023,7 +1110,7 @@ class TrainerCore(wiring.Component):
                 m.next = "RPT_SEND"
 
             with m.State("RPT_SEND"):
-                is_last = io_k == L_kout - 1
+                is_last = io_k == L_kout_m1
                 m.d.comb += [phase.eq(Phase.IO), p_rd.en.eq(0), t_rd.en.eq(0),
                              self.m_axis.valid.eq(1),
                              out.data.eq(Mux(op == Opcode.READ_P, p_rd.data, t_rd.data)),

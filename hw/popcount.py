@@ -25,7 +25,9 @@ class XnorPopcount(wiring.Component):
     The adder tree has ``ceil_log2(lanes)`` levels of two-input adders, with a
     register after every ``levels_per_stage`` levels (``tree_stages`` registers
     in all), so the depth grows with the logarithm of ``lanes`` and the logic
-    between registers stays a few small adders deep. One word is accepted per
+    between registers stays a few small adders deep. The input word is registered
+    before the XNOR, so that the unit can be fed straight from block RAM outputs and
+    their multiplexers. One word is accepted per
     cycle. The tree itself never stalls: results queue in an output FIFO of
     ``latency + 1`` entries, and a word ending a vector is only accepted while a
     FIFO entry is reserved for it, so backpressure on ``o`` never loses or
@@ -107,8 +109,8 @@ class XnorPopcount(wiring.Component):
         })
         levels = ceil_log2(lanes)
         self._tree_stages = -(-levels // levels_per_stage)
-        # Registers after the handshake: tree stages, accumulator, FIFO entry.
-        self._latency = self._tree_stages + 2
+        # Registers after the handshake: input word, tree stages, accumulator, FIFO entry.
+        self._latency = self._tree_stages + 3
         super().__init__({
             "i": In(stream.Signature(self._word_layout)),
             "o": Out(stream.Signature(self._result_layout)),
@@ -156,8 +158,12 @@ class XnorPopcount(wiring.Component):
             fifo.r_en.eq(self.o.ready),
         ]
 
+        # Input register; only the valid bit needs a reset.
+        word = Signal(self._word_layout, reset_less=True)
+        in_valid = Signal()
+        m.d.sync += [word.eq(self.i.payload), in_valid.eq(accept)]
+
         # Adder tree. Stage 0 input: the masked XNOR bits of the incoming word.
-        word = self.i.payload
         # Lanes at and above `count` are masked off (bit k of `mask` is k < count).
         mask = Signal(lanes)
         m.d.comb += mask.eq(Cat(word.count > k for k in range(lanes)))
@@ -167,7 +173,7 @@ class XnorPopcount(wiring.Component):
         # elaboration quadratic in `lanes`.
         terms = [Signal(name=f"match{k}") for k in range(lanes)]
         m.d.comb += Cat(terms).eq(match)
-        valid, count, last = accept, word.count, word.last
+        valid, count, last = in_valid, word.count, word.last
         for s, levels in enumerate(self._stage_levels()):
             for _ in range(levels):
                 terms = [terms[k] + terms[k + 1] if k + 1 < len(terms) else terms[k]

@@ -56,12 +56,16 @@ def _stall_pipeline(m, depth, i, o, *, prefix):
 
     Returns the list of enables; the caller registers stage ``k``'s data under
     ``en[k]``. Stage ``depth - 1`` is the output register.
+
+    The whole pipeline moves or holds as one (every enable is ``~valid[-1] | o.ready``):
+    a stalled output also holds the bubbles behind it, but no ready chain runs through
+    the stages, which would be ``depth`` logic levels long.
     """
     valid = [Signal(name=f"{prefix}_valid{k}") for k in range(depth)]
     en = [Signal(name=f"{prefix}_en{k}") for k in range(depth)]
-    m.d.comb += en[-1].eq(~valid[-1] | o.ready)
-    for k in reversed(range(depth - 1)):
-        m.d.comb += en[k].eq(~valid[k] | en[k + 1])
+    move = Signal(name=f"{prefix}_move")
+    m.d.comb += move.eq(~valid[-1] | o.ready)
+    m.d.comb += [e.eq(move) for e in en]
     prev = i.valid
     for k in range(depth):
         with m.If(en[k]):

@@ -87,7 +87,8 @@ class UpdateEngine(wiring.Component):
     h_max : int
         Saturation bound ``2**(h_bits-1) - 1``.
     latency : int
-        1: the output word is registered. Throughput: one word per cycle.
+        2: the input word and the output word are registered. Throughput: one word
+        per cycle.
 
     Members
     -------
@@ -154,7 +155,7 @@ class UpdateEngine(wiring.Component):
 
     @property
     def latency(self):
-        return 1
+        return 2
 
     @property
     def input_layout(self):
@@ -168,10 +169,13 @@ class UpdateEngine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        p = self.i.payload
         out = self.o.payload
         h_max = self.h_max
-        (en,) = _stall_pipeline(m, 1, self.i, self.o, prefix="upd")
+        en_in, en = _stall_pipeline(m, 2, self.i, self.o, prefix="upd")
+        # The input word is registered: it comes straight from block RAM outputs.
+        p = Signal(self._input_layout, reset_less=True)
+        with m.If(en_in):
+            m.d.sync += p.eq(self.i.payload)
 
         is_cp = Signal()
         is_reinforce = Signal()

@@ -480,6 +480,7 @@ def test_pipelined(rng, idle, stall):
     writable = [r.offset for r in dut.regmap if r.access in (Access.RW, Access.W1P)]
     readable = [r.offset for r in dut.regmap if r.access in (Access.CONST, Access.RO)]
     readable += [0x018, 0x05C, 0x200, 0xFFC]
+    pulsed = [r.offset for r in dut.regmap if r.access is Access.W1P]
 
     async def body(bench):
         for _ in range(20):
@@ -488,6 +489,9 @@ def test_pipelined(rng, idle, stall):
             writes = [(int(rng.choice(writable)), int(rng.integers(1 << 32)),
                        int(rng.integers(16))) for _ in range(int(rng.integers(1, 12)))]
             reads = [int(rng.choice(readable)) for _ in range(int(rng.integers(1, 12)))]
+            # At least one pulse register write with every bit set, wherever it falls.
+            writes.insert(int(rng.integers(len(writes) + 1)), (int(rng.choice(pulsed)),
+                                                              0xFFFF_FFFF, 0xF))
             await bench.pipelined(writes, reads)
             for reg in dut.regmap:
                 if reg.access is Access.RW:
