@@ -841,6 +841,13 @@ class TrainerCore(wiring.Component):
             with m.State("DECODE"):
                 m.d.comb += phase.eq(Phase.IO)
                 last = hdr_last
+                # The layer indices follow the header whatever the checks decide (nothing
+                # uses them in DISCARD or ERROR), which keeps the checks out of the
+                # registers selected by layer.
+                train_or_infer = (hdr_op == Opcode.TRAIN) | (hdr_op == Opcode.INFER)
+                m.d.comb += cur_l_nx.eq(Mux(train_or_infer, 0, hdr_layer))
+                with m.If(train_or_infer):
+                    m.d.comb += u_l_nx.eq(0)
                 with m.Switch(hdr_op):
                     with m.Case(Opcode.TRAIN, Opcode.INFER):
                         with m.If(~cfg_ok):
@@ -849,7 +856,6 @@ class TrainerCore(wiring.Component):
                             fail(ErrorCode.LENGTH, last)
                         with m.Else():
                             m.d.sync += [bs.eq(hdr_count), bs_m1.eq(hdr_count - 1), io_addr.eq(0)]
-                            m.d.comb += [cur_l_nx.eq(0), u_l_nx.eq(0)]
                             start_fwd(0)
                             m.next = "LOAD_LABEL"
                     with m.Case(Opcode.WRITE_H, Opcode.WRITE_P, Opcode.WRITE_T,
@@ -862,7 +868,6 @@ class TrainerCore(wiring.Component):
                         with m.Elif(is_write == last):
                             fail(ErrorCode.LENGTH, last)
                         with m.Else():
-                            m.d.comb += cur_l_nx.eq(hdr_layer)
                             with m.Switch(hdr_op):
                                 with m.Case(Opcode.WRITE_H):
                                     m.next = "WH_START"
