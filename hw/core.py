@@ -346,9 +346,25 @@ class TrainerCore(wiring.Component):
             a_wr.append(mem.write_port())
             a_rd.append(mem.read_port())
         h_wr = h_mem.write_port()
-        h_rd = h_mem.read_port(transparent_for=(h_wr,))
+        # Read ports are not transparent (no bypass multiplexer after the block RAMs): the
+        # interlocks below keep every read of a word after its write-back.
+        h_rd = h_mem.read_port()
         w_wr = w_mem.write_port()
-        w_rd = w_mem.read_port(transparent_for=(w_wr,))
+        w_rd = w_mem.read_port()
+        # The H and W write ports take address, data and enable from free-running
+        # registers (no clock enable, data without reset), which placement can put next
+        # to the block RAMs: the write sources below (update engine, WRITE_H words) drive
+        # `hw_*` / `ww_*` one cycle earlier.
+        hw_addr, ww_addr = Signal(waddr_bits), Signal(waddr_bits)
+        hw_data, ww_data = Signal(P * HB), Signal(P)
+        hw_en, ww_en = Signal(), Signal()
+        for port, addr, data_, en in ((h_wr, hw_addr, hw_data, hw_en),
+                                      (w_wr, ww_addr, ww_data, ww_en)):
+            addr_q = Signal.like(addr, reset_less=True, name=f"{addr.name}_q")
+            data_q = Signal.like(data_, reset_less=True, name=f"{data_.name}_q")
+            en_q = Signal(name=f"{en.name}_q")
+            m.d.sync += [addr_q.eq(addr), data_q.eq(data_), en_q.eq(en)]
+            m.d.comb += [port.addr.eq(addr_q), port.data.eq(data_q), port.en.eq(en_q)]
         p_wr = p_mem.write_port()
         p_rd = p_mem.read_port()
         p_rd_cp = p_mem.read_port()
@@ -469,7 +485,7 @@ class TrainerCore(wiring.Component):
         c_mu = Signal(range(MB + 1))
         c_last = c_k == L_kout_m1
         s1_valid = Signal()
-        s1_z = Signal(signed(zw))
+        s1_z = Signal(signed(zw), reset_less=True)
         s1_k = Signal(range(MW + 1))
         s1_mu = Signal(range(MB + 1))
         s1_last = Signal()
@@ -488,12 +504,12 @@ class TrainerCore(wiring.Component):
         # One more register stage: block RAM outputs (P row, label, threshold) and z
         # reach the classifier and the selector from flip-flops.
         s2_valid = Signal()
-        s2_z = Signal(signed(zw))
+        s2_z = Signal(signed(zw), reset_less=True)
         s2_k = Signal(range(MW + 1))
         s2_mu = Signal(range(MB + 1))
         s2_last = Signal()
-        s2_row = Signal(C)
-        s2_y = Signal(label_bits)
+        s2_row = Signal(C, reset_less=True)
+        s2_y = Signal(label_bits, reset_less=True)
         s2_a = Signal()
         m.d.sync += [s2_valid.eq(s1_valid), s2_z.eq(s1_z), s2_k.eq(s1_k), s2_mu.eq(s1_mu),
                      s2_last.eq(s1_last), s2_row.eq(p_rd.data), s2_y.eq(y_rd.data),
@@ -519,7 +535,7 @@ class TrainerCore(wiring.Component):
         ]
 
         # Activations of this layer, packed into A words for the next layer (region cur_l+1).
-        abuf = Signal(P)
+        abuf = Signal(P, reset_less=True)
         amerged = Signal(P)
         m.d.comb += amerged.eq(abuf | (s2_a << s2_k[:LOGP])[:P])
         a_word_end = (s2_k[:LOGP] == P - 1) | s2_last
@@ -574,8 +590,8 @@ class TrainerCore(wiring.Component):
         # The update machine works on layer `u_l` once its pick list is complete
         # (`u_l < fw_done`): first the CP updates, then the reinforcement sweep.
         u_run = Signal()
-        issue = Signal()              # a word enters the update engine next cycle
-        m.d.sync += inflight.eq(inflight + issue - eng.o.valid)
+        # Counted from the engine's input register: the issue decisions stay off this adder.
+        m.d.sync += inflight.eq(inflight + eng.i.valid - eng.o.valid)
         U_picks = Array(pick_counts)[u_l]
 
         # Pick prefetch: pick list -> registered entry -> (P row, label) -> rho, a four-stage
@@ -585,24 +601,28 @@ class TrainerCore(wiring.Component):
         f0_v, f1_v, nx_v = Signal(), Signal(), Signal()
         f1_k, nx_k = Signal(range(MW)), Signal(range(MW))
         f1_mu = Signal(range(MB))
-        nx_hbase = Signal(waddr_bits)
-        nx_abase = Signal(range(ML * region + 1))
+        nx_hbase = Signal(waddr_bits, reset_less=True)
+        nx_abase = Signal(range(ML * region + 1), reset_less=True)
         nx_rho = Signal()
         cp_act = Signal()             # a pick is streaming its words
         cp_w = Signal(range(AW + 1))
         cp_k = Signal(range(MW))
         cp_rho = Signal()
         cp_last_word = cp_w == U_words_m1
-        # Read-after-write: a word is written back `eng.latency + 1` = 3 cycles after it
-        # is issued (and read through the port's transparency in that cycle), so a pick
-        # waits while a word of its neuron was issued in this cycle or the one before.
-        # Comparing neurons, not addresses, can hold a pick for up to two cycles more
-        # than needed, only when a neuron follows itself, which is rare.
+        # Read-after-write: a word is written back `eng.latency + 2` = 4 cycles after it
+        # is issued (engine input register, engine, write-port register), and the read
+        # ports are not transparent, so a pick waits while a word of its neuron was
+        # issued in this cycle or the three before. Comparing neurons, not addresses,
+        # can hold a pick for up to four cycles more than needed, only when a neuron
+        # follows itself, which is rare.
         assert eng.latency == 2
-        pi_v = Signal()
-        pi_k = Signal(range(MW))
-        m.d.sync += [pi_v.eq(cp_act), pi_k.eq(cp_k)]
-        hazard = (cp_act & (nx_k == cp_k)) | (pi_v & (nx_k == pi_k))
+        pi_v = [Signal(name=f"pi{d}_v") for d in range(3)]
+        pi_k = [Signal(range(MW), name=f"pi{d}_k") for d in range(3)]
+        m.d.sync += [pi_v[0].eq(cp_act), pi_k[0].eq(cp_k)]
+        m.d.sync += [pi_v[d].eq(pi_v[d - 1]) for d in range(1, 3)]
+        m.d.sync += [pi_k[d].eq(pi_k[d - 1]) for d in range(1, 3)]
+        hazard = ((cp_act & (nx_k == cp_k))
+                  | Cat(v & (nx_k == k) for v, k in zip(pi_v, pi_k)).any())
         cp_take = u_run & nx_v & (~cp_act | cp_last_word) & ~hazard
         # The prefetch stages move or hold together (no ready chain through them).
         pf_en = ~nx_v | cp_take
@@ -627,15 +647,14 @@ class TrainerCore(wiring.Component):
                          nx_rho.eq(p_rd_cp.data.bit_select(y_rd_cp.data, 1))]
 
         cp_valid = Signal()
-        cp_addr = Signal(waddr_bits)
-        cp_count = Signal(range(P + 1))
+        cp_addr = Signal(waddr_bits, reset_less=True)
+        cp_count = Signal(range(P + 1), reset_less=True)
         cp_qrho = Signal()
         # Addresses of the word being issued, kept as `base + cp_w` by counting.
         cp_haddr = Signal(waddr_bits)
         cp_a_addr = Signal(range(ML * region + 1))
         m.d.sync += cp_valid.eq(0)
         with m.If(cp_act):
-            m.d.comb += issue.eq(1)
             m.d.sync += [cp_valid.eq(1), cp_addr.eq(cp_haddr), cp_qrho.eq(cp_rho),
                          cp_count.eq(Mux(cp_last_word, U_last, P)), cp_w.eq(cp_w + 1),
                          cp_haddr.eq(cp_haddr + 1), cp_a_addr.eq(cp_a_addr + 1)]
@@ -645,8 +664,9 @@ class TrainerCore(wiring.Component):
             m.d.sync += [cp_act.eq(1), cp_w.eq(0), cp_k.eq(nx_k), cp_rho.eq(nx_rho),
                          cp_haddr.eq(nx_hbase), cp_a_addr.eq(nx_abase)]
         cp_all_issued = (pf_i == U_picks) & ~f0_v & ~fb_v & ~f1_v & ~nx_v & ~cp_act
-        # The sweep reads H from three cycles after the last CP word was issued (its
-        # write-back).
+        # The sweep's draw requests start two cycles after the last CP word was issued;
+        # its first H read comes the draws' latency later, after that word's write-back.
+        assert draws.latency >= eng.latency + 2
         rf_ok = Signal()
         cp_done_d = Signal()
         with m.If(u_run):
@@ -654,7 +674,7 @@ class TrainerCore(wiring.Component):
 
         # Reinforcement: one request of `draw_lanes` draws per cycle; the requests of a word
         # (fewer for a partial last word) are collected and the word goes to the engine.
-        rf_key = Signal(32)
+        rf_key = Signal(32, reset_less=True)
         rf_key_v = Signal()
         rf_gen = Signal()             # requests left to make
         rf_k = Signal(range(MW + 1))
@@ -668,7 +688,7 @@ class TrainerCore(wiring.Component):
         chunk_last = Mux(rf_word_last, rf_c == U_chunks_m1, rf_c == CH - 1)
         req = draws.i.valid & draws.i.ready
         m.d.comb += [
-            draws.i.valid.eq(u_run & rf_key_v & rf_gen),
+            draws.i.valid.eq(u_run & rf_key_v & rf_gen & rf_ok),
             draws.i.payload.key.eq(rf_key),
             draws.i.payload.start.eq(rf_start),
             draws.i.payload.tag.addr.eq(rf_next),
@@ -689,17 +709,19 @@ class TrainerCore(wiring.Component):
             with m.Else():
                 m.d.sync += [rf_c.eq(rf_c + 1), rf_start.eq(rf_start + D)]
 
+        # Requests start once the sweep may read H (`rf_ok`), so the draws are taken as
+        # they come: the draws pipeline never stalls, and its clock enables are constant.
         dout = draws.o.payload
-        got = draws.o.valid & rf_ok
-        m.d.comb += draws.o.ready.eq(rf_ok)
+        got = draws.o.valid
+        m.d.comb += draws.o.ready.eq(1)
         m.d.sync += rf_pending.eq(rf_pending + req - got)
         rf_valid = Signal()
-        rf_addr = Signal(waddr_bits)
-        rf_count = Signal(range(P + 1))
-        rf_draw = Signal(P * DRAW_BITS)
+        rf_addr = Signal(waddr_bits, reset_less=True)
+        rf_count = Signal(range(P + 1), reset_less=True)
+        rf_draw = Signal(P * DRAW_BITS, reset_less=True)
         # Chunk CH-1 always ends its word, so it needs no buffer; the lanes of chunks a
         # partial word does not request hold stale draws, masked by the word's count.
-        rf_buf = [Signal(D * DRAW_BITS, name=f"rf_buf{s}") for s in range(CH - 1)]
+        rf_buf = [Signal(D * DRAW_BITS, name=f"rf_buf{s}", reset_less=True) for s in range(CH - 1)]
         merged = Cat(*(Mux(dout.tag.chunk == s, dout.draw.as_value(), rf_buf[s])
                        for s in range(CH - 1)), dout.draw.as_value())
         with m.If(got):
@@ -709,8 +731,6 @@ class TrainerCore(wiring.Component):
         rf_issue = got & dout.tag.last
         m.d.sync += [rf_valid.eq(rf_issue), rf_addr.eq(dout.tag.addr),
                      rf_count.eq(dout.tag.count), rf_draw.eq(merged)]
-        with m.If(rf_issue):
-            m.d.comb += issue.eq(1)
 
         m.d.comb += [
             eng.i.valid.eq(cp_valid | rf_valid),
@@ -732,18 +752,23 @@ class TrainerCore(wiring.Component):
         # forward passes otherwise).
         u_phase = Mux(rf_ok, Phase.REINFORCE, Phase.UPDATE)
 
-        # The sweep key's input `KEY_l + STEP * GOLDEN`, in two register steps (partial
-        # products, then their sum); `seed_tag` names the (STEP, layer) it was made from,
-        # and a sweep starts only once that is the current one.
-        seed_parts = Signal(64)
-        seed_key = Signal(32)
-        seed = Signal(32)
+        # The sweep key's input `KEY_l + STEP * GOLDEN`, in three register steps (partial
+        # products, their sum, plus the key); `seed_tag` names the (STEP, layer) it was
+        # made from, and a sweep starts only once that is the current one.
+        seed_parts = Signal(64, reset_less=True)
+        seed_prod = Signal(32, reset_less=True)
+        seed_key = Signal(32, reset_less=True)
+        seed_key2 = Signal(32, reset_less=True)
+        seed = Signal(32, reset_less=True)
         tag_now = Cat(step, u_l)
         seed_tag1 = Signal(len(tag_now))
+        seed_tag2 = Signal(len(tag_now))
         seed_tag = Signal(len(tag_now))
         m.d.sync += [seed_parts.eq(_mul_parts(step, GOLDEN)), seed_key.eq(U_key),
                      seed_tag1.eq(tag_now),
-                     seed.eq((seed_key + _mul_sum(seed_parts))[:32]), seed_tag.eq(seed_tag1)]
+                     seed_prod.eq(_mul_sum(seed_parts)), seed_key2.eq(seed_key),
+                     seed_tag2.eq(seed_tag1),
+                     seed.eq((seed_key2 + seed_prod)[:32]), seed_tag.eq(seed_tag2)]
         seed_ok = seed_tag == tag_now
 
         with m.FSM(name="update"):
@@ -768,10 +793,12 @@ class TrainerCore(wiring.Component):
         io_k = Signal(range(MW + 1))
         io_v = Signal(range(max(AW * S, -(-max(self._max_fan_in, MW) // 4)) + 2))
         io_addr = Signal(32)
-        io_buf = Signal(P)
-        hbuf = Signal(P * HB)
-        rh_buf = Signal(P * HB)
-        wbuf = Signal(P)
+        # Data registers without reset (cleared or masked where a packet needs it): the
+        # soft reset's fan-out stays on control state.
+        io_buf = Signal(P, reset_less=True)
+        hbuf = Signal(P * HB, reset_less=True)
+        rh_buf = Signal(P * HB, reset_less=True)
+        wbuf = Signal(P, reset_less=True)
         resp_i = Signal(range(MB + 1))
 
         s_in = self.s_axis.payload
@@ -791,15 +818,17 @@ class TrainerCore(wiring.Component):
         m.d.comb += [
             p_rd.addr.eq(L_row + c_k),
             y_rd.addr.eq(c_mu),
-            h_rd.addr.eq(Mux(cp_act, cp_haddr, dout.tag.addr)),
+            # Selected by registers only (READ_H runs while the update machine is idle), so
+            # the address reaches the block RAMs without the state decoder.
+            h_rd.addr.eq(Mux(cp_act, cp_haddr, Mux(u_run, dout.tag.addr, io_addr))),
             pred_rd.addr.eq(resp_i),
             t_rd.addr.eq(L_row + io_k),
-            h_wr.addr.eq(eng.o.payload.tag.addr),
-            h_wr.data.eq(eng.o.payload.h.as_value()),
-            h_wr.en.eq(eng.o.valid),
-            w_wr.addr.eq(eng.o.payload.tag.addr),
-            w_wr.data.eq(eng.o.payload.w),
-            w_wr.en.eq(eng.o.valid),
+            hw_addr.eq(eng.o.payload.tag.addr),
+            hw_data.eq(eng.o.payload.h.as_value()),
+            hw_en.eq(eng.o.valid),
+            ww_addr.eq(eng.o.payload.tag.addr),
+            ww_data.eq(eng.o.payload.w),
+            ww_en.eq(eng.o.valid),
         ]
 
         def fail(code, at_last):
@@ -833,9 +862,8 @@ class TrainerCore(wiring.Component):
                     # fw_done = 0: only the pick lists of an accepted TRAIN packet are applied
                     # (an INFER leaves its own behind).
                     m.d.sync += [hdr.eq(s_in.data), hdr_last.eq(s_in.last),
-                                 op.eq(s_in.data[24:32]), io_k.eq(0), io_v.eq(0), hbuf.eq(0),
-                                 wbuf.eq(0), io_buf.eq(0), ld_mu.eq(0), batch_errors.eq(0),
-                                 resp_i.eq(0), fw_done.eq(0)]
+                                 op.eq(s_in.data[24:32]), io_k.eq(0), io_v.eq(0), ld_mu.eq(0),
+                                 batch_errors.eq(0), resp_i.eq(0), fw_done.eq(0)]
                     m.next = "DECODE"
 
             with m.State("DECODE"):
@@ -1023,22 +1051,32 @@ class TrainerCore(wiring.Component):
                     valid_b = (io_v != L_hw_m1) | (L_kin[:2] == 0) | (b < L_kin[:2])
                     m.d.comb += hv.eq(Mux(valid_b, s_in.data.word_select(b, 8).as_signed(), 0))
                     hvals.append(hv)
+                new_h = Cat(*hvals)
+                new_w = Cat(*(hv > 0 for hv in hvals))
+                # Slots before `slot_q` come from the buffer, slot `slot_q` from the beat,
+                # later ones (a neuron's partial last word) are zero: the buffer is never
+                # cleared, and each slot loads under its own enable.
                 m.d.comb += [
-                    hmerged.eq(hbuf), wmerged.eq(wbuf),
-                    hmerged.word_select(slot_q, 4 * HB).eq(Cat(*hvals)),
-                    wmerged.word_select(slot_q, 4).eq(Cat(*(hv > 0 for hv in hvals))),
+                    hmerged.eq(Cat(*(Mux(slot_q == i, new_h,
+                                         Mux(slot_q > i, hbuf.word_select(i, 4 * HB), 0))
+                                     for i in range(Q)))),
+                    wmerged.eq(Cat(*(Mux(slot_q == i, new_w,
+                                         Mux(slot_q > i, wbuf.word_select(i, 4), 0))
+                                     for i in range(Q)))),
                 ]
                 exp_last = (io_k == L_kout_m1) & (io_v == L_hw_m1)
                 m.d.comb += [phase.eq(Phase.IO), self.s_axis.ready.eq(1),
-                             h_wr.addr.eq(io_addr), h_wr.data.eq(hmerged),
-                             h_wr.en.eq(self.s_axis.valid & end_q),
-                             w_wr.addr.eq(io_addr), w_wr.data.eq(wmerged),
-                             w_wr.en.eq(self.s_axis.valid & end_q)]
+                             hw_addr.eq(io_addr), hw_data.eq(hmerged),
+                             hw_en.eq(self.s_axis.valid & end_q),
+                             ww_addr.eq(io_addr), ww_data.eq(wmerged),
+                             ww_en.eq(self.s_axis.valid & end_q)]
                 with m.If(self.s_axis.valid):
+                    for i in range(Q):
+                        with m.If(slot_q == i):
+                            m.d.sync += [hbuf.word_select(i, 4 * HB).eq(new_h),
+                                         wbuf.word_select(i, 4).eq(new_w)]
                     with m.If(end_q):
-                        m.d.sync += [hbuf.eq(0), wbuf.eq(0), io_addr.eq(io_addr + 1)]
-                    with m.Else():
-                        m.d.sync += [hbuf.eq(hmerged), wbuf.eq(wmerged)]
+                        m.d.sync += io_addr.eq(io_addr + 1)
                     with m.If(s_in.last != exp_last):
                         fail(ErrorCode.LENGTH, s_in.last)
                     with m.Elif(io_v == L_hw_m1):
@@ -1054,7 +1092,7 @@ class TrainerCore(wiring.Component):
                 m.next = "RH_RD"
 
             with m.State("RH_RD"):
-                m.d.comb += [phase.eq(Phase.IO), h_rd.addr.eq(io_addr)]
+                m.d.comb += phase.eq(Phase.IO)
                 m.next = "RH_LATCH"
 
             # The word is registered before its slots go out: the slot multiplexer after the
@@ -1072,7 +1110,7 @@ class TrainerCore(wiring.Component):
                     m.d.comb += hb.eq(chunk.word_select(b, HB).as_signed())
                     bytes_out.append(hb)
                 is_last = (io_k == L_kout_m1) & (io_v == L_hw_m1)
-                m.d.comb += [phase.eq(Phase.IO), h_rd.en.eq(0), self.m_axis.valid.eq(1),
+                m.d.comb += [phase.eq(Phase.IO), self.m_axis.valid.eq(1),
                              out.data.eq(Cat(*bytes_out)), out.last.eq(is_last)]
                 with m.If(self.m_axis.ready):
                     with m.If(io_v == L_hw_m1):

@@ -197,11 +197,11 @@ class Mix32(wiring.Component):
         m.d.comb += prev.eq(self.i.payload.x)
         prev_tag = self.i.payload.tag if self._tag_shape is not None else None
         for k, (op, width) in enumerate(ops):
-            stage = Signal(data.ArrayLayout(width, self._lanes), name=f"x{k}")
+            stage = Signal(data.ArrayLayout(width, self._lanes), name=f"x{k}", reset_less=True)
             with m.If(en[k]):
                 m.d.sync += stage.as_value().eq(Cat(*(op(prev[n]) for n in range(self._lanes))))
                 if prev_tag is not None:
-                    stage_tag = Signal(self._tag_shape, name=f"tag{k}")
+                    stage_tag = Signal(self._tag_shape, name=f"tag{k}", reset_less=True)
                     m.d.sync += stage_tag.eq(prev_tag)
                     prev_tag = stage_tag
             prev = stage
@@ -301,7 +301,7 @@ class ReinforceDraws(wiring.Component):
                                    "side": side})
         depth = self._mul_stages + 2
         en = _stall_pipeline(m, depth, self.i, mix.i, prefix="front")
-        stages = [Signal(front, name=f"front{k}") for k in range(depth)]
+        stages = [Signal(front, name=f"front{k}", reset_less=True) for k in range(depth)]
         with m.If(en[0]):
             m.d.sync += [
                 stages[0].key.eq(self.i.payload.key),

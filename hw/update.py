@@ -174,8 +174,15 @@ class UpdateEngine(wiring.Component):
         en_in, en = _stall_pipeline(m, 2, self.i, self.o, prefix="upd")
         # The input word is registered: it comes straight from block RAM outputs.
         p = Signal(self._input_layout, reset_less=True)
+        # The draw comparisons (16-bit carry chains) run before that register, from the
+        # caller's registers, so that the second cycle holds only the +-2 step.
+        hit = Signal(self._lanes, reset_less=True)
+        draw_in = Signal(self._input_layout["draw"].shape)
+        threshold_in = Signal.like(self.i.payload.threshold)
+        m.d.comb += [draw_in.eq(self.i.payload.draw), threshold_in.eq(self.i.payload.threshold)]
         with m.If(en_in):
-            m.d.sync += p.eq(self.i.payload)
+            m.d.sync += [p.eq(self.i.payload),
+                         hit.eq(Cat(draw_in[n] < threshold_in for n in range(self._lanes)))]
 
         is_cp = Signal()
         is_reinforce = Signal()
@@ -184,11 +191,11 @@ class UpdateEngine(wiring.Component):
         # (a slice of a payload field re-emits the whole field per lane) and the output is
         # assigned as one Cat: hence the field copies and named per-lane signals.
         fields = {}
-        for name in ("h", "a", "mask", "draw"):
+        for name in ("h", "a", "mask"):
             fields[name] = Signal(self._input_layout[name].shape, name=f"in_{name}")
             m.d.comb += fields[name].eq(p[name])
-        h_in, a, mask, draw = fields["h"], fields["a"], fields["mask"], fields["draw"]
-        rho, threshold = p.rho, p.threshold
+        h_in, a, mask = fields["h"], fields["a"], fields["mask"]
+        rho = p.rho
         new_h, new_w = [], []
         for n in range(self._lanes):
             h = Signal(signed(self._h_bits), name=f"h{n}")
@@ -204,7 +211,7 @@ class UpdateEngine(wiring.Component):
             # `h > h_max - 2`, `h - 2 < -h_max` is `h < 2 - h_max`, and so on.
             m.d.comb += [
                 h.eq(h_in[n]),
-                act.eq(mask[n] & (is_cp | (is_reinforce & (draw[n] < threshold)))),
+                act.eq(mask[n] & (is_cp | (is_reinforce & hit[n]))),
                 up.eq(Mux(is_cp, ~(a[n] ^ rho), h > 0)),
                 stepped.eq(h + Mux(up, 2, -2)),
                 sat_hi.eq(up & (h > h_max - 2)),
@@ -215,8 +222,15 @@ class UpdateEngine(wiring.Component):
             ]
             new_h.append(new)
             new_w.append(mask[n] & positive)
+        # Output registers without reset (only the valid bit needs one).
+        o_h = Signal(len(out.h.as_value()), reset_less=True)
+        o_w = Signal(len(out.w), reset_less=True)
         with m.If(en):
-            m.d.sync += [out.h.as_value().eq(Cat(*new_h)), out.w.eq(Cat(*new_w))]
-            if self._tag_shape is not None:
-                m.d.sync += out.tag.eq(p.tag)
+            m.d.sync += [o_h.eq(Cat(*new_h)), o_w.eq(Cat(*new_w))]
+        m.d.comb += [out.h.as_value().eq(o_h), out.w.eq(o_w)]
+        if self._tag_shape is not None:
+            o_tag = Signal(self._tag_shape, reset_less=True)
+            with m.If(en):
+                m.d.sync += o_tag.eq(p.tag)
+            m.d.comb += out.tag.eq(o_tag)
         return m
