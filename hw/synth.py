@@ -568,7 +568,8 @@ class ScanWrapper(wiring.Component):
     starts or ends at a flip-flop, as it would behind a register file or a stream
     register in a real system; timing then covers the register-to-register paths of
     ``inner``. ``inner`` runs in a domain whose reset is the wrapper's ``sync`` reset
-    registered once, so that the reset pin does not limit timing.
+    registered once, and the scan pins are registered once too, so that no pin limits
+    timing (the chains see the pins one cycle late).
 
     Parameters
     ----------
@@ -619,20 +620,25 @@ class ScanWrapper(wiring.Component):
         m.d.comb += inner_domain.clk.eq(ClockSignal("sync"))
         m.d.sync += inner_domain.rst.eq(ResetSignal("sync"))
         m.submodules.inner = DomainRenamer("inner")(self._inner)
+        # The scan pins are registered once as well: a pin drives one flip-flop, not the
+        # enables of both chains from the edge of the die.
+        scan_in, scan_shift, scan_capture = Signal(), Signal(), Signal()
+        m.d.sync += [scan_in.eq(self.scan_in), scan_shift.eq(self.scan_shift),
+                     scan_capture.eq(self.scan_capture)]
 
         if self._inputs:
             chain = Signal(self.input_bits)
-            with m.If(self.scan_shift):
-                m.d.sync += chain.eq(Cat(self.scan_in, chain[:-1]))
+            with m.If(scan_shift):
+                m.d.sync += chain.eq(Cat(scan_in, chain[:-1]))
             m.d.comb += Cat(*self._inputs).eq(chain)
             serial = chain[-1]
         else:
-            serial = self.scan_in
+            serial = scan_in
         if self._outputs:
             out_chain = Signal(self.output_bits)
-            with m.If(self.scan_capture):
+            with m.If(scan_capture):
                 m.d.sync += out_chain.eq(Cat(*self._outputs))
-            with m.Elif(self.scan_shift):
+            with m.Elif(scan_shift):
                 m.d.sync += out_chain.eq(Cat(out_chain[1:], serial))
             m.d.comb += self.scan_out.eq(out_chain[0])
         else:

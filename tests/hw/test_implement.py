@@ -196,12 +196,16 @@ def test_scan_wrapper_reaches_every_port():
                 ctx.set(dut.scan_in, bit)
                 await ctx.tick()
             ctx.set(dut.scan_shift, 0)
-            await ctx.tick().repeat(3)          # reset register, adder register
+            # The pins act one cycle late (registered): last shift, adder register, and
+            # so on.
+            await ctx.tick().repeat(4)
             ctx.set(dut.scan_capture, 1)
             await ctx.tick()
             ctx.set(dut.scan_capture, 0)
+            await ctx.tick()                    # the capture itself
             out = []
             ctx.set(dut.scan_shift, 1)
+            await ctx.tick()                    # the shift enable's register
             for _ in range(7):
                 out.append(ctx.get(dut.scan_out))
                 await ctx.tick()
