@@ -13,6 +13,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2, exact_log2
 
 from xnorlearn.hw._params import check_int as _check_int
+from xnorlearn.hw.bank import BankedMemory
 from xnorlearn.hw.classifier import LocalClassifier
 from xnorlearn.hw.popcount import XnorPopcount
 from xnorlearn.hw.prng import Mix32, ReinforceDraws, _mul_parts, _mul_sum
@@ -328,7 +329,9 @@ class TrainerCore(wiring.Component):
         U_key = by_layer(u_l_nx, [self.key[l] for l in range(ML)], "U_key")
 
         # -- memories --------------------------------------------------------------------------
-        m.submodules.h_mem = h_mem = Memory(shape=unsigned(P * HB), depth=self._weight_words, init=[])
+        # H is read with two cycles of latency: rows of block RAM, each output registered
+        # beside its row (`BankedMemory`), so no read crosses the die in the RAMs' cycle.
+        m.submodules.h_mem = h_mem = BankedMemory(width=P * HB, depth=self._weight_words)
         m.submodules.w_mem = w_mem = Memory(shape=unsigned(P), depth=self._weight_words, init=[])
         m.submodules.p_mem = p_mem = Memory(shape=unsigned(C), depth=ML * MW, init=[])
         m.submodules.t_mem = t_mem = Memory(shape=unsigned(17), depth=ML * MW, init=[])
@@ -345,10 +348,8 @@ class TrainerCore(wiring.Component):
             m.submodules[f"a_mem{b}"] = mem
             a_wr.append(mem.write_port())
             a_rd.append(mem.read_port())
-        h_wr = h_mem.write_port()
         # Read ports are not transparent (no bypass multiplexer after the block RAMs): the
         # interlocks below keep every read of a word after its write-back.
-        h_rd = h_mem.read_port()
         w_wr = w_mem.write_port()
         w_rd = w_mem.read_port()
         # The H and W write ports take address, data and enable from free-running
@@ -358,13 +359,14 @@ class TrainerCore(wiring.Component):
         hw_addr, ww_addr = Signal(waddr_bits), Signal(waddr_bits)
         hw_data, ww_data = Signal(P * HB), Signal(P)
         hw_en, ww_en = Signal(), Signal()
-        for port, addr, data_, en in ((h_wr, hw_addr, hw_data, hw_en),
-                                      (w_wr, ww_addr, ww_data, ww_en)):
+        for (addr_p, data_p, en_p), addr, data_, en in (
+                ((h_mem.wr_addr, h_mem.wr_data, h_mem.wr_en), hw_addr, hw_data, hw_en),
+                ((w_wr.addr, w_wr.data, w_wr.en), ww_addr, ww_data, ww_en)):
             addr_q = Signal.like(addr, reset_less=True, name=f"{addr.name}_q")
             data_q = Signal.like(data_, reset_less=True, name=f"{data_.name}_q")
             en_q = Signal(name=f"{en.name}_q")
             m.d.sync += [addr_q.eq(addr), data_q.eq(data_), en_q.eq(en)]
-            m.d.comb += [port.addr.eq(addr_q), port.data.eq(data_q), port.en.eq(en_q)]
+            m.d.comb += [addr_p.eq(addr_q), data_p.eq(data_q), en_p.eq(en_q)]
         p_wr = p_mem.write_port()
         p_rd = p_mem.read_port()
         p_rd_cp = p_mem.read_port()
@@ -590,8 +592,6 @@ class TrainerCore(wiring.Component):
         # The update machine works on layer `u_l` once its pick list is complete
         # (`u_l < fw_done`): first the CP updates, then the reinforcement sweep.
         u_run = Signal()
-        # Counted from the engine's input register: the issue decisions stay off this adder.
-        m.d.sync += inflight.eq(inflight + eng.i.valid - eng.o.valid)
         U_picks = Array(pick_counts)[u_l]
 
         # Pick prefetch: pick list -> registered entry -> (P row, label) -> rho, a four-stage
@@ -609,18 +609,18 @@ class TrainerCore(wiring.Component):
         cp_k = Signal(range(MW))
         cp_rho = Signal()
         cp_last_word = cp_w == U_words_m1
-        # Read-after-write: a word is written back `eng.latency + 2` = 4 cycles after it
-        # is issued (engine input register, engine, write-port register), and the read
-        # ports are not transparent, so a pick waits while a word of its neuron was
-        # issued in this cycle or the three before. Comparing neurons, not addresses,
-        # can hold a pick for up to four cycles more than needed, only when a neuron
-        # follows itself, which is rare.
-        assert eng.latency == 2
-        pi_v = [Signal(name=f"pi{d}_v") for d in range(3)]
-        pi_k = [Signal(range(MW), name=f"pi{d}_k") for d in range(3)]
+        # Read-after-write: a word is written back `h_mem.read_latency + eng.latency + 1`
+        # = 5 cycles after it is issued (H read, engine, write-port register), and the
+        # read ports are not transparent, so a pick waits while a word of its neuron was
+        # issued in this cycle or the four before. Comparing neurons, not addresses, can
+        # hold a pick for up to five cycles more than needed, only when a neuron follows
+        # itself, which is rare.
+        n_pi = h_mem.read_latency + eng.latency
+        pi_v = [Signal(name=f"pi{d}_v") for d in range(n_pi)]
+        pi_k = [Signal(range(MW), name=f"pi{d}_k") for d in range(n_pi)]
         m.d.sync += [pi_v[0].eq(cp_act), pi_k[0].eq(cp_k)]
-        m.d.sync += [pi_v[d].eq(pi_v[d - 1]) for d in range(1, 3)]
-        m.d.sync += [pi_k[d].eq(pi_k[d - 1]) for d in range(1, 3)]
+        m.d.sync += [pi_v[d].eq(pi_v[d - 1]) for d in range(1, n_pi)]
+        m.d.sync += [pi_k[d].eq(pi_k[d - 1]) for d in range(1, n_pi)]
         hazard = ((cp_act & (nx_k == cp_k))
                   | Cat(v & (nx_k == k) for v, k in zip(pi_v, pi_k)).any())
         cp_take = u_run & nx_v & (~cp_act | cp_last_word) & ~hazard
@@ -666,7 +666,7 @@ class TrainerCore(wiring.Component):
         cp_all_issued = (pf_i == U_picks) & ~f0_v & ~fb_v & ~f1_v & ~nx_v & ~cp_act
         # The sweep's draw requests start two cycles after the last CP word was issued;
         # its first H read comes the draws' latency later, after that word's write-back.
-        assert draws.latency >= eng.latency + 2
+        assert 2 + draws.latency > n_pi
         rf_ok = Signal()
         cp_done_d = Signal()
         with m.If(u_run):
@@ -732,17 +732,27 @@ class TrainerCore(wiring.Component):
         m.d.sync += [rf_valid.eq(rf_issue), rf_addr.eq(dout.tag.addr),
                      rf_count.eq(dout.tag.count), rf_draw.eq(merged)]
 
+        # The engine's operands wait one cycle in `e1` for H, which is read with one
+        # cycle more latency than A.
+        assert h_mem.read_latency == 2
+        e0 = Signal(eng.input_layout)
+        e1 = Signal(eng.input_layout, reset_less=True)
+        e1_valid = Signal()
+        m.d.sync += [e1.eq(e0), e1_valid.eq(cp_valid | rf_valid)]
+        # Words from their H read to their write-back: counted from `cp_valid | rf_valid`
+        # (registers), which keeps the issue decisions off this adder.
+        m.d.sync += inflight.eq(inflight + (cp_valid | rf_valid) - eng.o.valid)
         m.d.comb += [
-            eng.i.valid.eq(cp_valid | rf_valid),
-            eng.i.payload.op.eq(Mux(cp_valid, UpdateOp.CP, UpdateOp.REINFORCE)),
-            eng.i.payload.h.as_value().eq(h_rd.data),
-            eng.i.payload.a.eq(Mux(u_l[0], a_rd[-1].data, a_rd[0].data) if ML > 1
-                               else a_rd[0].data),
-            eng.i.payload.rho.eq(cp_qrho),
-            eng.i.payload.mask.eq(_lane_mask(Mux(cp_valid, cp_count, rf_count), P)),
-            eng.i.payload.draw.as_value().eq(rf_draw),
-            eng.i.payload.threshold.eq(U_thresh),
-            eng.i.payload.tag.addr.eq(Mux(cp_valid, cp_addr, rf_addr)),
+            e0.op.eq(Mux(cp_valid, UpdateOp.CP, UpdateOp.REINFORCE)),
+            e0.a.eq(Mux(u_l[0], a_rd[-1].data, a_rd[0].data) if ML > 1 else a_rd[0].data),
+            e0.rho.eq(cp_qrho),
+            e0.mask.eq(_lane_mask(Mux(cp_valid, cp_count, rf_count), P)),
+            e0.draw.as_value().eq(rf_draw),
+            e0.threshold.eq(U_thresh),
+            e0.tag.addr.eq(Mux(cp_valid, cp_addr, rf_addr)),
+            eng.i.valid.eq(e1_valid),
+            eng.i.payload.eq(e1),
+            eng.i.payload.h.as_value().eq(h_mem.rd_data),
             eng.o.ready.eq(1),
             mix.o.ready.eq(1),
         ]
@@ -799,6 +809,7 @@ class TrainerCore(wiring.Component):
         hbuf = Signal(P * HB, reset_less=True)
         rh_buf = Signal(P * HB, reset_less=True)
         wbuf = Signal(P, reset_less=True)
+        rpt_buf = Signal(32, reset_less=True)
         resp_i = Signal(range(MB + 1))
 
         s_in = self.s_axis.payload
@@ -820,15 +831,43 @@ class TrainerCore(wiring.Component):
             y_rd.addr.eq(c_mu),
             # Selected by registers only (READ_H runs while the update machine is idle), so
             # the address reaches the block RAMs without the state decoder.
-            h_rd.addr.eq(Mux(cp_act, cp_haddr, Mux(u_run, dout.tag.addr, io_addr))),
+            h_mem.rd_addr.eq(Mux(cp_act, cp_haddr, Mux(u_run, dout.tag.addr, io_addr))),
             pred_rd.addr.eq(resp_i),
             t_rd.addr.eq(L_row + io_k),
-            hw_addr.eq(eng.o.payload.tag.addr),
-            hw_data.eq(eng.o.payload.h.as_value()),
-            hw_en.eq(eng.o.valid),
-            ww_addr.eq(eng.o.payload.tag.addr),
-            ww_data.eq(eng.o.payload.w),
-            ww_en.eq(eng.o.valid),
+        ]
+
+        # WRITE_H words: slots before `slot_q` come from the buffer, slot `slot_q` from the
+        # beat, later ones (a neuron's partial last word) are zero, so the buffer is never
+        # cleared, and each slot loads under its own enable.
+        slot_q = io_v[:LOGQ]
+        end_q = (slot_q == Q - 1) | (io_v == L_hw_m1)
+        hmerged = Signal(P * HB)
+        wmerged = Signal(P)
+        hvals = []
+        for b in range(4):
+            hv = Signal(signed(HB), name=f"wh_h{b}")
+            valid_b = (io_v != L_hw_m1) | (L_kin[:2] == 0) | (b < L_kin[:2])
+            m.d.comb += hv.eq(Mux(valid_b, s_in.data.word_select(b, 8).as_signed(), 0))
+            hvals.append(hv)
+        new_h = Cat(*hvals)
+        new_w = Cat(*(hv > 0 for hv in hvals))
+        m.d.comb += [
+            hmerged.eq(Cat(*(Mux(slot_q == i, new_h,
+                                 Mux(slot_q > i, hbuf.word_select(i, 4 * HB), 0))
+                             for i in range(Q)))),
+            wmerged.eq(Cat(*(Mux(slot_q == i, new_w, Mux(slot_q > i, wbuf.word_select(i, 4), 0))
+                             for i in range(Q)))),
+        ]
+        # The write sources are told apart by the engine's output valid (a register; the
+        # update machine is idle during WRITE_H), not by the state decoder.
+        wh_we = Signal()              # a WRITE_H word is complete (state WH_DATA)
+        m.d.comb += [
+            hw_addr.eq(Mux(eng.o.valid, eng.o.payload.tag.addr, io_addr)),
+            hw_data.eq(Mux(eng.o.valid, eng.o.payload.h.as_value(), hmerged)),
+            hw_en.eq(eng.o.valid | wh_we),
+            ww_addr.eq(Mux(eng.o.valid, eng.o.payload.tag.addr, io_addr)),
+            ww_data.eq(Mux(eng.o.valid, eng.o.payload.w, wmerged)),
+            ww_en.eq(eng.o.valid | wh_we),
         ]
 
         def fail(code, at_last):
@@ -1035,41 +1074,15 @@ class TrainerCore(wiring.Component):
                     m.next = "IDLE"
 
             # ---- WRITE_H / READ_H -----------------------------------------------------------
-            slot_q = io_v[:LOGQ]
-            end_q = (slot_q == Q - 1) | (io_v == L_hw_m1)
             with m.State("WH_START"):
                 m.d.comb += phase.eq(Phase.IO)
                 m.d.sync += io_addr.eq(L_base)
                 m.next = "WH_DATA"
 
             with m.State("WH_DATA"):
-                hmerged = Signal(P * HB)
-                wmerged = Signal(P)
-                hvals = []
-                for b in range(4):
-                    hv = Signal(signed(HB), name=f"wh_h{b}")
-                    valid_b = (io_v != L_hw_m1) | (L_kin[:2] == 0) | (b < L_kin[:2])
-                    m.d.comb += hv.eq(Mux(valid_b, s_in.data.word_select(b, 8).as_signed(), 0))
-                    hvals.append(hv)
-                new_h = Cat(*hvals)
-                new_w = Cat(*(hv > 0 for hv in hvals))
-                # Slots before `slot_q` come from the buffer, slot `slot_q` from the beat,
-                # later ones (a neuron's partial last word) are zero: the buffer is never
-                # cleared, and each slot loads under its own enable.
-                m.d.comb += [
-                    hmerged.eq(Cat(*(Mux(slot_q == i, new_h,
-                                         Mux(slot_q > i, hbuf.word_select(i, 4 * HB), 0))
-                                     for i in range(Q)))),
-                    wmerged.eq(Cat(*(Mux(slot_q == i, new_w,
-                                         Mux(slot_q > i, wbuf.word_select(i, 4), 0))
-                                     for i in range(Q)))),
-                ]
                 exp_last = (io_k == L_kout_m1) & (io_v == L_hw_m1)
                 m.d.comb += [phase.eq(Phase.IO), self.s_axis.ready.eq(1),
-                             hw_addr.eq(io_addr), hw_data.eq(hmerged),
-                             hw_en.eq(self.s_axis.valid & end_q),
-                             ww_addr.eq(io_addr), ww_data.eq(wmerged),
-                             ww_en.eq(self.s_axis.valid & end_q)]
+                             wh_we.eq(self.s_axis.valid & end_q)]
                 with m.If(self.s_axis.valid):
                     for i in range(Q):
                         with m.If(slot_q == i):
@@ -1093,13 +1106,17 @@ class TrainerCore(wiring.Component):
 
             with m.State("RH_RD"):
                 m.d.comb += phase.eq(Phase.IO)
+                m.next = "RH_WAIT"
+
+            with m.State("RH_WAIT"):
+                m.d.comb += phase.eq(Phase.IO)
                 m.next = "RH_LATCH"
 
             # The word is registered before its slots go out: the slot multiplexer after the
             # block RAMs' own would be too deep for one cycle.
             with m.State("RH_LATCH"):
                 m.d.comb += phase.eq(Phase.IO)
-                m.d.sync += rh_buf.eq(h_rd.data)
+                m.d.sync += rh_buf.eq(h_mem.rd_data)
                 m.next = "RH_SEND"
 
             with m.State("RH_SEND"):
@@ -1150,14 +1167,18 @@ class TrainerCore(wiring.Component):
 
             with m.State("RPT_RD"):
                 m.d.comb += [phase.eq(Phase.IO), p_rd.addr.eq(L_row + io_k)]
+                m.next = "RPT_LATCH"
+
+            # As for READ_H, the word is registered before it goes out.
+            with m.State("RPT_LATCH"):
+                m.d.comb += phase.eq(Phase.IO)
+                m.d.sync += rpt_buf.eq(Mux(op == Opcode.READ_P, p_rd.data, t_rd.data))
                 m.next = "RPT_SEND"
 
             with m.State("RPT_SEND"):
                 is_last = io_k == L_kout_m1
-                m.d.comb += [phase.eq(Phase.IO), p_rd.en.eq(0), t_rd.en.eq(0),
-                             self.m_axis.valid.eq(1),
-                             out.data.eq(Mux(op == Opcode.READ_P, p_rd.data, t_rd.data)),
-                             out.last.eq(is_last)]
+                m.d.comb += [phase.eq(Phase.IO), self.m_axis.valid.eq(1),
+                             out.data.eq(rpt_buf), out.last.eq(is_last)]
                 with m.If(self.m_axis.ready):
                     m.d.sync += io_k.eq(io_k + 1)
                     with m.If(is_last):

@@ -1,0 +1,57 @@
+# amaranth: UnusedElaboratable=no
+"""BankedMemory: every read equals a Python model of the memory, two cycles late."""
+
+import pytest
+from amaranth.sim import Simulator
+
+from xnorlearn.hw.bank import BankedMemory
+
+
+@pytest.mark.parametrize("width, depth, row_depth", [
+    (8, 1, 4), (16, 5, 8), (24, 40, 16), (37, 100, 32), (64, 130, 64), (512, 70, 16),
+])
+def test_reads_match_model(rng, width, depth, row_depth):
+    dut = BankedMemory(width=width, depth=depth, row_depth=row_depth)
+    assert dut.rows == -(-depth // row_depth)
+    model = [0] * depth
+    cycles = 600
+    ops = [(bool(rng.random() < 0.5), int(rng.integers(depth)),
+            int(rng.integers(1 << min(width, 62))) << max(width - 62, 0),
+            int(rng.integers(depth))) for _ in range(cycles)]
+    checked = []
+
+    async def bench(ctx):
+        expected = []               # model words read, in order; compared 2 cycles later
+        for we, wa, wd, ra in ops:
+            ctx.set(dut.wr_en, we)
+            ctx.set(dut.wr_addr, wa)
+            ctx.set(dut.wr_data, wd)
+            ctx.set(dut.rd_addr, ra)
+            expected.append(model[ra])         # not transparent: the old word
+            if len(expected) > dut.read_latency:
+                want = expected[-1 - dut.read_latency]
+                got = ctx.get(dut.rd_data)
+                assert got == want, (len(expected), got, want)
+                checked.append(got)
+            await ctx.tick()
+            if we:
+                model[wa] = wd
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(checked) == cycles - dut.read_latency
+    assert any(checked), "the reads saw written data"
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    ({"width": 0, "depth": 4}, ValueError),
+    ({"width": 8, "depth": 0}, ValueError),
+    ({"width": 8, "depth": 4, "row_depth": 3}, ValueError),
+    ({"width": 8.0, "depth": 4}, TypeError),
+    ({"width": 8, "depth": 4, "row_depth": None}, TypeError),
+])
+def test_bad_parameters(kwargs, error):
+    with pytest.raises(error):
+        BankedMemory(**kwargs)
