@@ -128,8 +128,8 @@ class Accelerator(wiring.Component):
       ``STATUS.phase`` reads ``ERROR`` while the core is idle. Like a refused packet,
       it holds new packets back until ``CONTROL.clear_error`` (or ``soft_reset``).
     * Settling: the core derives its memory layout from the configuration over a few
-      cycles, so a new packet is held back for ``max_layers + 2`` cycles after any
-      register write.
+      cycles, so a new packet is held back for ``max_layers + 4`` cycles
+      (``TrainerCore.config_latency``) after any register write.
     * Range: a ``LAYERS``, ``INPUTS``, ``WIDTH_l`` or ``GAMMA_l`` value wider than the
       core's port reaches the core as 0, so the core refuses the configuration with
       ``CONFIG`` instead of seeing it truncated; ``ROBUST_l`` saturates (any value
@@ -247,10 +247,10 @@ class Accelerator(wiring.Component):
         # -- streams -----------------------------------------------------------------------------
         # A new packet waits while the configuration settles after a register write (the
         # write takes effect on the edge that raises bvalid) and while BUSY is latched.
-        settle = Signal(range(b.max_layers + 3))
+        settle = Signal(range(core.config_latency + 1))
         bvalid = regs.s_axil_bvalid
         with m.If(bvalid):
-            m.d.sync += settle.eq(b.max_layers + 2)
+            m.d.sync += settle.eq(core.config_latency)
         with m.Elif(settle != 0):
             m.d.sync += settle.eq(settle - 1)
         in_packet = Signal()

@@ -226,6 +226,13 @@ class TrainerCore(wiring.Component):
 
     lanes = property(lambda self: self._lanes)
     max_layers = property(lambda self: self._max_layers)
+
+    @property
+    def config_latency(self):
+        """Cycles after a change of the configuration ports before a packet header may
+        arrive: the derived layout (words per neuron, layer bases, checks) is registered
+        in steps, one layer base per cycle."""
+        return self._max_layers + 4
     max_width = property(lambda self: self._max_width)
     max_fan_in = property(lambda self: self._max_fan_in)
     classes = property(lambda self: self._classes)
@@ -259,8 +266,11 @@ class TrainerCore(wiring.Component):
         pick_region = MB * MG
 
         # -- configuration, derived once per cycle (static while busy) -------------------------
+        # Words per neuron, then their product with the width, then the layer bases, each
+        # from registers: valid `config_latency` cycles after a configuration change.
         n_w = [Signal(range(AW + 2), name=f"cfg_words{l}") for l in range(ML)]
         last_count = [Signal(range(P + 1), name=f"cfg_last{l}") for l in range(ML)]
+        words = [Signal(32, name=f"cfg_layer_words{l}") for l in range(ML)]
         base = [Signal(32, name=f"cfg_base{l}") for l in range(ML + 1)]
         cfg_ok = Signal()
         for l in range(ML):
@@ -268,7 +278,8 @@ class TrainerCore(wiring.Component):
             m.d.sync += [
                 n_w[l].eq((k + P - 1) >> LOGP),
                 last_count[l].eq(k - (((k + P - 1) >> LOGP) - 1 << LOGP)),
-                base[l + 1].eq(base[l] + self.width[l + 1] * ((k + P - 1) >> LOGP)),
+                words[l].eq(self.width[l + 1] * n_w[l]),
+                base[l + 1].eq(base[l] + words[l]),
             ]
         checks = [self.layers >= 1, self.layers <= ML, self.width[0] >= 1,
                   self.width[0] <= self._max_fan_in,

@@ -29,7 +29,7 @@ class Host:
         ctx.set(dut.step_load, 1)
         await ctx.tick()
         ctx.set(dut.step_load, 0)
-        await ctx.tick().repeat(self.dut.max_layers + 3)  # the derived configuration settles
+        await ctx.tick().repeat(self.dut.config_latency + 1)  # the derived configuration settles
 
     async def send(self, words):
         dut, ctx = self.dut, self.ctx
