@@ -154,6 +154,9 @@ class TrainerCore(wiring.Component):
         The parameters.
     width_bits, margin_bits, activation_words : int
         Width of a layer size, of a robustness value, and words of ``A`` per pattern and layer.
+    config_latency : int
+        Cycles, ``max_layers + 4``, after a change of the configuration ports before a
+        packet header may arrive (the derived layout is registered in steps).
 
     Raises
     ------
@@ -226,13 +229,6 @@ class TrainerCore(wiring.Component):
 
     lanes = property(lambda self: self._lanes)
     max_layers = property(lambda self: self._max_layers)
-
-    @property
-    def config_latency(self):
-        """Cycles after a change of the configuration ports before a packet header may
-        arrive: the derived layout (words per neuron, layer bases, checks) is registered
-        in steps, one layer base per cycle."""
-        return self._max_layers + 4
     max_width = property(lambda self: self._max_width)
     max_fan_in = property(lambda self: self._max_fan_in)
     classes = property(lambda self: self._classes)
@@ -244,6 +240,13 @@ class TrainerCore(wiring.Component):
     width_bits = property(lambda self: self._width_bits)
     margin_bits = property(lambda self: self._margin_bits)
     activation_words = property(lambda self: self._activation_words)
+
+    @property
+    def config_latency(self):
+        """Cycles after a change of the configuration ports before a packet header may
+        arrive: the derived layout (words per neuron, layer bases, checks) is registered
+        in steps, one layer base per cycle."""
+        return self._max_layers + 4
 
     def elaborate(self, platform):
         m = Module()
