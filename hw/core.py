@@ -398,7 +398,7 @@ class TrainerCore(wiring.Component):
         m.submodules.popcount = pc = XnorPopcount(lanes=P, max_fan_in=max(self._max_fan_in, MW))
         zw = pc.z_width
         m.submodules.threshold = thr = ThresholdUnit(max_neurons=ML * MW, z_width=zw,
-                                                     theta_width=16)
+                                                     theta_width=16, pipelined=True)
         m.submodules.classifier = cls = LocalClassifier(classes=C, max_width=MW)
         m.submodules.selector = sel = GroupSelector(z_bits=zw, max_width=MW)
         tag = data.StructLayout({"addr": waddr_bits})
@@ -517,8 +517,18 @@ class TrainerCore(wiring.Component):
         with m.If(take):
             m.d.sync += [c_k.eq(Mux(c_last, 0, c_k + 1)), c_mu.eq(c_mu + c_last)]
 
-        # One more register stage: block RAM outputs (P row, label, threshold) and z
-        # reach the classifier and the selector from flip-flops.
+        # Two more register stages, level with the pipelined threshold unit: block RAM
+        # outputs (P row, label) are registered as they leave the block RAM, then again, so
+        # that the classifier and the selector see them next to the unit's registered `a`.
+        t_valid = Signal()
+        t_z = Signal(signed(zw), reset_less=True)
+        t_k = Signal(range(MW + 1))
+        t_mu = Signal(range(MB + 1))
+        t_last = Signal()
+        t_row = Signal(C, reset_less=True)
+        t_y = Signal(label_bits, reset_less=True)
+        m.d.sync += [t_valid.eq(s1_valid), t_z.eq(s1_z), t_k.eq(s1_k), t_mu.eq(s1_mu),
+                     t_last.eq(s1_last), t_row.eq(p_rd.data), t_y.eq(y_rd.data)]
         s2_valid = Signal()
         s2_z = Signal(signed(zw), reset_less=True)
         s2_k = Signal(range(MW + 1))
@@ -526,10 +536,10 @@ class TrainerCore(wiring.Component):
         s2_last = Signal()
         s2_row = Signal(C, reset_less=True)
         s2_y = Signal(label_bits, reset_less=True)
-        s2_a = Signal()
-        m.d.sync += [s2_valid.eq(s1_valid), s2_z.eq(s1_z), s2_k.eq(s1_k), s2_mu.eq(s1_mu),
-                     s2_last.eq(s1_last), s2_row.eq(p_rd.data), s2_y.eq(y_rd.data),
-                     s2_a.eq(thr.o.payload.a)]
+        s2_a = thr.o.payload.a
+        assert thr.latency == 3
+        m.d.sync += [s2_valid.eq(t_valid), s2_z.eq(t_z), s2_k.eq(t_k), s2_mu.eq(t_mu),
+                     s2_last.eq(t_last), s2_row.eq(t_row), s2_y.eq(t_y)]
         m.d.comb += [
             cls.i.valid.eq(s2_valid),
             cls.i.payload.act.eq(s2_a),

@@ -25,9 +25,12 @@ class ThresholdUnit(wiring.Component):
 
     ``theta`` and ``flip`` live in a memory of ``max_neurons`` entries with one
     synchronous read port, written through ``load``. A write is seen by an
-    input accepted in the same cycle or later. Latency is one cycle and the
-    throughput one result per cycle; the single output register stalls when
-    ``o.ready`` is low (``i.ready = ~o.valid | o.ready``).
+    input accepted in the same cycle or later. The throughput is one result per
+    cycle. Latency is one cycle: the comparison follows the memory's output in
+    the same cycle. With ``pipelined=True`` the memory's output is registered
+    before the comparison and the result after it, for a latency of three cycles
+    and no logic behind the block RAM's slow clock-to-output. The pipeline
+    stalls as a whole while ``o.ready`` is low (``i.ready = ~o.valid | o.ready``).
 
     Parameters
     ----------
@@ -37,6 +40,8 @@ class ThresholdUnit(wiring.Component):
         Width of the signed pre-activation ``z``, 2..32.
     theta_width : int or None
         Width of the signed thresholds, 2..32; ``None`` (default) uses ``z_width``.
+    pipelined : bool
+        Register the memory's output and the result (latency 3 instead of 1).
 
     Members
     -------
@@ -54,6 +59,10 @@ class ThresholdUnit(wiring.Component):
     ----------
     max_neurons, z_width, theta_width : int
         The parameters (``theta_width`` resolved).
+    pipelined : bool
+        The parameter.
+    latency : int
+        Cycles from an accepted input to its output item: 1, or 3 when pipelined.
     theta_min, theta_max : int
         Range of a storable ``theta``.
     load_layout, input_layout, output_layout : amaranth.lib.data.StructLayout
@@ -62,13 +71,16 @@ class ThresholdUnit(wiring.Component):
     Raises
     ------
     TypeError
-        If a parameter is not an integer (or None for ``theta_width``).
+        If a parameter is not an integer (or None for ``theta_width``), or
+        ``pipelined`` is not a bool.
     ValueError
         If a parameter is out of its range.
     """
 
-    def __init__(self, *, max_neurons, z_width, theta_width=None):
+    def __init__(self, *, max_neurons, z_width, theta_width=None, pipelined=False):
         _check_int("max_neurons", max_neurons, 1, 65536)
+        if not isinstance(pipelined, bool):
+            raise TypeError(f"pipelined must be a bool, not {pipelined!r}")
         _check_int("z_width", z_width, 2, 32)
         if theta_width is None:
             theta_width = z_width
@@ -76,6 +88,7 @@ class ThresholdUnit(wiring.Component):
         self._max_neurons = max_neurons
         self._z_width = z_width
         self._theta_width = theta_width
+        self._pipelined = pipelined
 
         index_shape = unsigned(ceil_log2(max_neurons))
         self._entry_layout = data.StructLayout({
@@ -103,6 +116,8 @@ class ThresholdUnit(wiring.Component):
     max_neurons = property(lambda self: self._max_neurons)
     z_width = property(lambda self: self._z_width)
     theta_width = property(lambda self: self._theta_width)
+    pipelined = property(lambda self: self._pipelined)
+    latency = property(lambda self: 3 if self._pipelined else 1)
     theta_min = property(lambda self: -2 ** (self._theta_width - 1))
     theta_max = property(lambda self: 2 ** (self._theta_width - 1) - 1)
     load_layout = property(lambda self: self._load_layout)
@@ -124,8 +139,6 @@ class ThresholdUnit(wiring.Component):
             self.load.ready.eq(1),
         ]
 
-        # One register stage: the read port's data and `z` advance together,
-        # and both hold while the output is stalled.
         advance = ~self.o.valid | self.o.ready
         z = Signal(signed(self._z_width), reset_less=True)
         m.d.comb += [
@@ -133,10 +146,29 @@ class ThresholdUnit(wiring.Component):
             rd.addr.eq(self.i.payload.index),
             rd.en.eq(advance),
         ]
-        with m.If(advance):
-            m.d.sync += [
-                self.o.valid.eq(self.i.valid),
-                z.eq(self.i.payload.z),
-            ]
-        m.d.comb += self.o.payload.a.eq((z >= rd.data.theta) ^ rd.data.flip)
+        if not self._pipelined:
+            # The read port's data and `z` advance together and hold while the output
+            # is stalled.
+            with m.If(advance):
+                m.d.sync += [
+                    self.o.valid.eq(self.i.valid),
+                    z.eq(self.i.payload.z),
+                ]
+            m.d.comb += self.o.payload.a.eq((z >= rd.data.theta) ^ rd.data.flip)
+        else:
+            v1, v2 = Signal(), Signal()
+            z2 = Signal.like(z, name="z2", reset_less=True)
+            entry = Signal(self._entry_layout, reset_less=True)
+            a = Signal(reset_less=True)
+            with m.If(advance):
+                m.d.sync += [
+                    v1.eq(self.i.valid),
+                    z.eq(self.i.payload.z),
+                    v2.eq(v1),
+                    z2.eq(z),
+                    entry.eq(rd.data),
+                    self.o.valid.eq(v2),
+                    a.eq((z2 >= entry.theta) ^ entry.flip),
+                ]
+            m.d.comb += self.o.payload.a.eq(a)
         return m

@@ -80,7 +80,8 @@ class TB:
         self.dut = dut
         self.params = tb_params()
         self.unit = ThresholdUnit(**{k: self.params[k] for k in ("max_neurons", "z_width",
-                                                                 "theta_width") if k in self.params})
+                                                                 "theta_width", "pipelined")
+                                    if k in self.params})
         self.rng = case_rng(test_name)
         load_rng, source_rng, sink_rng = self.rng.spawn(3)
         self.model = ThresholdModel(self.unit.max_neurons)
@@ -158,7 +159,7 @@ async def test_sign(dut):
     tb.send_inputs(inputs)
     cycles = await tb.drain(10 * len(inputs) + 100)
     tb.finish("test_sign", len(inputs))
-    assert cycles <= len(inputs) + 3, f"{len(inputs)} inputs took {cycles} cycles"
+    assert cycles <= len(inputs) + tb.unit.latency + 2, f"{len(inputs)} inputs took {cycles} cycles"
 
 
 async def _loaded(dut, test_name, *, idle, backpressure):

@@ -87,6 +87,9 @@ def test_parameters():
     dut = ThresholdUnit(max_neurons=1, z_width=8, theta_width=4)
     assert (dut.theta_min, dut.theta_max) == (-8, 7)
     assert dut.input_layout.size == 8
+    assert (dut.pipelined, dut.latency) == (False, 1)
+    dut = ThresholdUnit(max_neurons=4, z_width=8, pipelined=True)
+    assert (dut.pipelined, dut.latency) == (True, 3)
 
 
 @pytest.mark.parametrize("kwargs, error, text", [
@@ -98,6 +101,8 @@ def test_parameters():
      "theta_width must be in 2..32, got 33"),
     ({"max_neurons": 8, "z_width": 8, "theta_width": 8.5}, TypeError,
      "theta_width must be an integer"),
+    ({"max_neurons": 8, "z_width": 8, "pipelined": 1}, TypeError,
+     "pipelined must be a bool, not 1"),
 ])
 def test_bad_parameters(kwargs, error, text):
     with pytest.raises(error, match=text):
@@ -113,8 +118,10 @@ def test_bad_parameters(kwargs, error, text):
     (64, 6, 10),        # thresholds beyond z's range: always or never
 ])
 @pytest.mark.parametrize("idle, stall", [(0.0, 0.0), (0.3, 0.5)])
-def test_random(rng, max_neurons, z_width, theta_width, idle, stall):
-    dut = ThresholdUnit(max_neurons=max_neurons, z_width=z_width, theta_width=theta_width)
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_random(rng, max_neurons, z_width, theta_width, idle, stall, pipelined):
+    dut = ThresholdUnit(max_neurons=max_neurons, z_width=z_width, theta_width=theta_width,
+                        pipelined=pipelined)
     loads = random_table(rng, dut)
     model = ThresholdModel(max_neurons)
     for w in loads:
@@ -128,12 +135,13 @@ def test_random(rng, max_neurons, z_width, theta_width, idle, stall):
     assert expected == [int(threshold_unit(x["z"], model.theta[x["index"]],
                                            model.flip[x["index"]]) > 0) for x in inputs]
     if idle == stall == 0:
-        assert cycles <= len(loads) + len(inputs) + 1
+        assert cycles <= len(loads) + len(inputs) + dut.latency
 
 
-def test_sign_after_reset(rng):
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_sign_after_reset(rng, pipelined):
     """Reset contents theta = 0, flip = 0: a = sign(z), sign(0) = +1."""
-    dut = ThresholdUnit(max_neurons=8, z_width=6)
+    dut = ThresholdUnit(max_neurons=8, z_width=6, pipelined=pipelined)
     zs = list(range(-32, 32))
     outputs, expected, _ = simulate(dut, [("input", {"index": k % 8, "z": z})
                                           for k, z in enumerate(zs)], rng=rng, stall=0.3)
@@ -157,10 +165,11 @@ def test_corners(rng):
     assert outputs[3::4] == [1] * 31 + [0]
 
 
-def test_write_and_read_same_cycle(rng):
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_write_and_read_same_cycle(rng, pipelined):
     """An input accepted in the cycle of a write to its neuron sees the new entry;
     one accepted the cycle before sees the old one."""
-    dut = ThresholdUnit(max_neurons=4, z_width=8)
+    dut = ThresholdUnit(max_neurons=4, z_width=8, pipelined=pipelined)
     schedule = [("load", {"index": 2, "theta": 10, "flip": 0}),
                 ("load", {"index": 2, "theta": -10, "flip": 1}),
                 ("load", {"index": 2, "theta": 0, "flip": 0}),
@@ -172,8 +181,9 @@ def test_write_and_read_same_cycle(rng):
 
 
 @pytest.mark.parametrize("idle, stall", [(0.0, 0.0), (0.4, 0.3)])
-def test_writes_between_inputs(rng, idle, stall):
-    dut = ThresholdUnit(max_neurons=4, z_width=6)
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_writes_between_inputs(rng, idle, stall, pipelined):
+    dut = ThresholdUnit(max_neurons=4, z_width=6, pipelined=pipelined)
     loads = [{"index": int(rng.integers(4)), "theta": int(rng.integers(-4, 5)),
               "flip": int(rng.integers(2))} for _ in range(600)]
     inputs = [{"index": int(rng.integers(4)), "z": int(rng.integers(-5, 6))} for _ in range(600)]
@@ -191,6 +201,11 @@ COCOTB_RUNS = [
     pytest.param("icarus", {"max_neurons": 100, "z_width": 12, "theta_width": 8,
                             "cases": 2000}, id="icarus-n100"),
     pytest.param("icarus", {"max_neurons": 1, "z_width": 4, "cases": 1000}, id="icarus-n1"),
+    pytest.param("icarus", {"max_neurons": 100, "z_width": 12, "theta_width": 8,
+                            "pipelined": True, "cases": 2000}, id="icarus-n100-pipelined"),
+    pytest.param("verilator", {"max_neurons": 100, "z_width": 12, "theta_width": 8,
+                               "pipelined": True, "cases": 4000}, id="verilator-n100-pipelined",
+                 marks=pytest.mark.slow),
     pytest.param("verilator", {"max_neurons": 1, "z_width": 4, "cases": 1000},
                  id="verilator-n1", marks=pytest.mark.slow),
     pytest.param("verilator", {"max_neurons": 1024, "z_width": 11, "theta_width": 14,
