@@ -33,6 +33,7 @@ import argparse
 import dataclasses
 import datetime
 import json
+import shlex
 import shutil
 import sys
 import time
@@ -347,7 +348,9 @@ def main(argv=None):
             q.add_argument("--seed", type=int, default=1)
             q.add_argument("--nextpnr-device", default="85k")
             q.add_argument("--package", default="CABGA381")
-            q.add_argument("--nextpnr-args", nargs="*", default=[])
+            q.add_argument("--nextpnr-args", type=shlex.split, default=[],
+                           help="more nextpnr-ecp5 options, one quoted string "
+                                "(e.g. --nextpnr-args='--router router2 --no-route')")
             q.add_argument("--pnr-timeout", type=float, default=5400)
             q.add_argument("--skip-pnr", action="store_true")
             q.add_argument("--cycles", type=int, default=CYCLES_PER_MINIBATCH,

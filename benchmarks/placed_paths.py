@@ -5,6 +5,16 @@ Usage::
     python benchmarks/implement.py ecp5 --nextpnr-args=--no-route --tag _placed
     python benchmarks/placed_paths.py build/impl/<name>/routed.json [--top 20] [--no-lsr]
 
+    python benchmarks/implement.py ecp5 --nextpnr-args=--detailed-timing-report --tag _r
+    python benchmarks/placed_paths.py build/impl/<name>/routed.json \
+        --report build/impl/<name>/report.json
+
+With ``--report`` (a routed run's report written with ``--detailed-timing-report``)
+the endpoint times are nextpnr's own: the report holds the latest arrival at every
+register and block RAM input after routing, so every endpoint that misses the clock is
+listed, not only the one critical path nextpnr prints. The path under each endpoint is
+still the model's (the report has no times inside a path).
+
 nextpnr-ecp5 gives Fmax after placement but no path report; the netlist it writes
 (``--write``) carries every cell's position (``NEXTPNR_BEL``). This script walks the
 cells with a rough delay model and prints the worst endpoints, one per source line of
@@ -126,6 +136,28 @@ class Netlist:
                         pin = port if len(bits) == 1 else f"{port}[{i}]"
                         yield self.in_time(name, pin, bit), name, pin, bit
 
+    def routed(self, report):
+        """Use nextpnr's routed arrival times (``report``, a ``--report`` JSON written
+        with ``--detailed-timing-report``) instead of the delay model."""
+        self.late = {}
+        for net in report["detailed_net_timings"]:
+            for end in net["endpoints"]:
+                key = (end["cell"], end["port"])
+                self.late[key] = max(self.late.get(key, 0.0), float(end["delay"][-1]))
+        if not self.late:
+            raise ValueError("the report has no detailed net timings "
+                             "(run nextpnr with --detailed-timing-report)")
+
+    def routed_endpoints(self, no_lsr):
+        for (name, pin), t in self.late.items():
+            cell = self.cells.get(name)
+            if (cell is None or cell["type"] not in ENDPOINTS or pin.startswith("CLK")
+                    or (no_lsr and pin == "LSR")):
+                continue
+            bit = cell["connections"].get(pin, [None])[0]
+            if bit in self.driver:
+                yield t, name, pin, bit
+
     def path(self, bit):
         steps = []
         while bit is not None:
@@ -143,13 +175,26 @@ def main(argv=None):
                    help="picoseconds per tile of net (default 120)")
     p.add_argument("--no-lsr", action="store_true",
                    help="leave out set/reset (LSR) endpoints")
+    p.add_argument("--report", help="nextpnr --report JSON of a routed run made with "
+                                    "--detailed-timing-report: use its arrival times")
+    p.add_argument("--freq", type=float, default=80.0,
+                   help="with --report: count the endpoints later than this clock (MHz)")
     args = p.parse_args(argv)
     if args.top < 1:
         p.error(f"--top must be at least 1, got {args.top}")
+    if not args.freq > 0:
+        p.error(f"--freq must be a positive MHz figure, got {args.freq}")
     try:
         nl = Netlist(args.netlist, args.net_ps / 1000)
     except (OSError, ValueError, KeyError, StopIteration) as e:
         p.error(f"cannot read a nextpnr netlist from {args.netlist}: {e}")
+    if args.report:
+        try:
+            with open(args.report) as f:
+                nl.routed(json.load(f))
+        except (OSError, ValueError, KeyError) as e:
+            p.error(f"cannot read routed arrival times from {args.report}: {e}")
+        return print_routed(nl, args)
     ends = sorted(nl.endpoints(args.no_lsr), reverse=True)
     shown, seen = 0, set()
     for t, name, pin, bit in ends:
@@ -167,6 +212,30 @@ def main(argv=None):
             break
     return 0
 
+
+def print_routed(nl, args):
+    ends = sorted(nl.routed_endpoints(args.no_lsr), reverse=True)
+    period = 1000.0 / args.freq
+    late = [e for e in ends if e[0] > period]
+    print(f"{len(late)} of {len(ends)} endpoints arrive later than {period:.2f} ns "
+          f"({args.freq:g} MHz, before setup), from "
+          f"{len({nl.source(e[1]) for e in late})} source lines")
+    shown, seen = 0, set()
+    for t, name, pin, bit in ends:
+        key = nl.source(name)
+        if key in seen:
+            continue
+        seen.add(key)
+        print(f"{t:6.2f} ns -> {name}.{pin}  [{key}] {nl.loc(name)}")
+        nl.in_time(name, pin, bit)
+        for d_name, d_pin, d_bit in nl.path(bit):
+            print(f"   {nl.arrival[(d_name, d_pin)][0]:6.2f} {nl.cells[d_name]['type']:<12}"
+                  f" {str(nl.loc(d_name)):<10} fan-out {len(nl.sinks[d_bit]):5d}"
+                  f"  {nl.source(d_name)[:70]}  {d_name[:60]}")
+        shown += 1
+        if shown >= args.top:
+            break
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,8 +3,11 @@
 scan wrapper, soft multipliers, and (slow) the ECP5 place and route and xc7 synthesis of the
 64-lane core."""
 
+import contextlib
 import importlib.util
+import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -233,7 +236,7 @@ def test_tiny_design_routes(tmp_path):
                        extra_commands=["write_json top.json"])
     (tmp_path / "pins.lpf").write_text((ROOT / "constraints" / "ulx3s_scan.lpf").read_text())
     r = place_and_route_ecp5("top.json", work_dir=tmp_path, freq=80, lpf="pins.lpf",
-                             timeout=300)
+                             timeout=300, extra_args=["--detailed-timing-report"])
     assert r["utilisation"]["TRELLIS_IO"]["used"] == 6
     assert r["utilisation"]["TRELLIS_FF"]["used"] == synth["ffs"]
     assert r["fmax_mhz"] > 0 and set(r["fmax"]) == set(r["log_fmax"])
@@ -243,14 +246,38 @@ def test_tiny_design_routes(tmp_path):
     for name in ("routed.json", "report.json", "nextpnr.log"):
         assert (tmp_path / name).is_file()
 
+    # benchmarks/placed_paths.py: the routed arrival at the end of nextpnr's critical path
+    # is the path's delay less the setup time, and the worst endpoint is printed first.
+    paths = _script("placed_paths")
+    nl = paths.Netlist(tmp_path / "routed.json", 0.12)
+    nl.routed(json.loads((tmp_path / "report.json").read_text()))
+    crit = next(p for p in r["critical_paths"] if p["clocked"])
+    setup = sum(seg[-1] for seg in crit["segments"] if seg[0] == "setup")
+    cell, port = crit["end"].rsplit(".", 1)
+    assert nl.late[(cell, port)] == pytest.approx(crit["delay_ns"] - setup, abs=0.02)
+    worst = max(t for t, *_ in nl.routed_endpoints(no_lsr=False))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert paths.main([str(tmp_path / "routed.json"), "--report",
+                           str(tmp_path / "report.json"), "--top", "2", "--freq", "400"]) == 0
+    lines = out.getvalue().splitlines()
+    assert re.fullmatch(r"\d+ of \d+ endpoints arrive later than 2.50 ns .*", lines[0])
+    assert lines[1].startswith(f"{worst:6.2f} ns -> ")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert paths.main([str(tmp_path / "routed.json"), "--top", "2"]) == 0
+
 
 # --- the core -------------------------------------------------------------------------
 
-def _implement():
-    spec = importlib.util.spec_from_file_location("implement", ROOT / "benchmarks" / "implement.py")
+def _script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _implement():
+    return _script("implement")
 
 
 BUILD_64 = ["--lanes", "64", "--max-layers", "2", "--max-width", "256", "--max-fan-in", "1024",
