@@ -155,7 +155,7 @@ class TrainerCore(wiring.Component):
     width_bits, margin_bits, activation_words : int
         Width of a layer size, of a robustness value, and words of ``A`` per pattern and layer.
     config_latency : int
-        Cycles, ``max_layers + 4``, after a change of the configuration ports before a
+        Cycles, ``max_layers + 5``, after a change of the configuration ports before a
         packet header may arrive (the derived layout is registered in steps).
 
     Raises
@@ -246,7 +246,7 @@ class TrainerCore(wiring.Component):
         """Cycles after a change of the configuration ports before a packet header may
         arrive: the derived layout (words per neuron, layer bases, checks) is registered
         in steps, one layer base per cycle."""
-        return self._max_layers + 4
+        return self._max_layers + 5
 
     def elaborate(self, platform):
         m = Module()
@@ -270,7 +270,9 @@ class TrainerCore(wiring.Component):
 
         # -- configuration, derived once per cycle (static while busy) -------------------------
         # Words per neuron, then their product with the width, then the layer bases, each
-        # from registers: valid `config_latency` cycles after a configuration change.
+        # from registers: valid `config_latency` cycles after a configuration change. The
+        # product's operands are copies that feed only the multiplier, and the product is
+        # registered twice: the multipliers sit in a row of their own, away from the rest.
         n_w = [Signal(range(AW + 2), name=f"cfg_words{l}") for l in range(ML)]
         last_count = [Signal(range(P + 1), name=f"cfg_last{l}") for l in range(ML)]
         words = [Signal(32, name=f"cfg_layer_words{l}") for l in range(ML)]
@@ -278,10 +280,16 @@ class TrainerCore(wiring.Component):
         cfg_ok = Signal()
         for l in range(ML):
             k = self.width[l]
+            n_w_m = Signal.like(n_w[l], name=f"cfg_words_m{l}")
+            width_m = Signal.like(self.width[l + 1], name=f"cfg_width_m{l}")
+            product = Signal(32, name=f"cfg_product{l}")
             m.d.sync += [
                 n_w[l].eq((k + P - 1) >> LOGP),
+                n_w_m.eq((k + P - 1) >> LOGP),
+                width_m.eq(self.width[l + 1]),
                 last_count[l].eq(k - (((k + P - 1) >> LOGP) - 1 << LOGP)),
-                words[l].eq(self.width[l + 1] * n_w[l]),
+                product.eq(width_m * n_w_m),
+                words[l].eq(product),
                 base[l + 1].eq(base[l] + words[l]),
             ]
         checks = [self.layers >= 1, self.layers <= ML, self.width[0] >= 1,
@@ -405,8 +413,8 @@ class TrainerCore(wiring.Component):
         m.submodules.engine = eng = UpdateEngine(lanes=P, h_bits=HB, tag_shape=tag)
         rf_tag = data.StructLayout({"addr": waddr_bits, "count": range(P + 1),
                                     "chunk": range(max(CH, 2)), "last": 1})
-        m.submodules.draws = draws = ReinforceDraws(lanes=D, tag_shape=rf_tag)
-        m.submodules.mix = mix = Mix32(lanes=1)
+        m.submodules.draws = draws = ReinforceDraws(lanes=D, tag_shape=rf_tag, mul_stages=3)
+        m.submodules.mix = mix = Mix32(lanes=1, mul_stages=3)
         m.submodules.pick_fifo = pick_fifo = SyncFIFO(width=len(sel.o.payload.as_value()),
                                                       depth=MG + 16)
         m.submodules.dec_fifo = dec_fifo = SyncFIFO(width=1, depth=32)
@@ -618,13 +626,20 @@ class TrainerCore(wiring.Component):
         u_run = Signal()
         U_picks = Array(pick_counts)[u_l]
 
-        # Pick prefetch: pick list -> registered entry -> (P row, label) -> rho, a four-stage
-        # pipeline that runs ahead of the word issue so that consecutive picks stream
-        # without a gap.
+        # Pick prefetch: pick list -> registered entry -> (P row, label) read -> registered
+        # row and label, `k * n_l` -> rho and the addresses, a five-stage pipeline that runs
+        # ahead of the word issue so that consecutive picks stream without a gap.
         pf_i = Signal(range(pick_region + 1))
-        f0_v, f1_v, nx_v = Signal(), Signal(), Signal()
-        f1_k, nx_k = Signal(range(MW)), Signal(range(MW))
-        f1_mu = Signal(range(MB))
+        f0_v, f1_v, f2_v, nx_v = Signal(), Signal(), Signal(), Signal()
+        f1_k, f2_k, nx_k = Signal(range(MW)), Signal(range(MW)), Signal(range(MW))
+        f1_mu, f2_mu = Signal(range(MB)), Signal(range(MB))
+        # The product's operands feed only the multiplier (placed beside it).
+        f1_k_m = Signal(range(MW), reset_less=True)
+        U_words_m = Signal.like(U_words, name="U_words_m", reset_less=True)
+        f2_prod = Signal(waddr_bits, reset_less=True)
+        f2_row = Signal(C, reset_less=True)
+        f2_y = Signal(label_bits, reset_less=True)
+        m.d.sync += U_words_m.eq(U_words)
         nx_hbase = Signal(waddr_bits, reset_less=True)
         nx_abase = Signal(range(ML * region + 1), reset_less=True)
         nx_rho = Signal()
@@ -664,11 +679,14 @@ class TrainerCore(wiring.Component):
         with m.If(pf_en):
             m.d.sync += [f0_v.eq(fetch), pf_i.eq(pf_i + fetch),
                          fb_v.eq(f0_v), pk.eq(pick_rd.data),
-                         f1_v.eq(fb_v), f1_k.eq(pk.k), f1_mu.eq(pk.mu),
-                         nx_v.eq(f1_v), nx_k.eq(f1_k),
-                         nx_hbase.eq(U_base + f1_k * U_words),
-                         nx_abase.eq((u_l >> 1) * region + f1_mu * AW),
-                         nx_rho.eq(p_rd_cp.data.bit_select(y_rd_cp.data, 1))]
+                         f1_v.eq(fb_v), f1_k.eq(pk.k), f1_mu.eq(pk.mu), f1_k_m.eq(pk.k),
+                         f2_v.eq(f1_v), f2_k.eq(f1_k), f2_mu.eq(f1_mu),
+                         f2_prod.eq(f1_k_m * U_words_m),
+                         f2_row.eq(p_rd_cp.data), f2_y.eq(y_rd_cp.data),
+                         nx_v.eq(f2_v), nx_k.eq(f2_k),
+                         nx_hbase.eq(U_base + f2_prod),
+                         nx_abase.eq((u_l >> 1) * region + f2_mu * AW),
+                         nx_rho.eq(f2_row.bit_select(f2_y, 1))]
 
         cp_valid = Signal()
         cp_addr = Signal(waddr_bits, reset_less=True)
@@ -687,7 +705,7 @@ class TrainerCore(wiring.Component):
         with m.If(cp_take):
             m.d.sync += [cp_act.eq(1), cp_w.eq(0), cp_k.eq(nx_k), cp_rho.eq(nx_rho),
                          cp_haddr.eq(nx_hbase), cp_a_addr.eq(nx_abase)]
-        cp_all_issued = (pf_i == U_picks) & ~f0_v & ~fb_v & ~f1_v & ~nx_v & ~cp_act
+        cp_all_issued = (pf_i == U_picks) & ~f0_v & ~fb_v & ~f1_v & ~f2_v & ~nx_v & ~cp_act
         # The sweep's draw requests start two cycles after the last CP word was issued;
         # its first H read comes the draws' latency later, after that word's write-back.
         assert 2 + draws.latency > n_pi
@@ -786,30 +804,35 @@ class TrainerCore(wiring.Component):
         # forward passes otherwise).
         u_phase = Mux(rf_ok, Phase.REINFORCE, Phase.UPDATE)
 
-        # The sweep key's input `KEY_l + STEP * GOLDEN`, in three register steps (partial
-        # products, their sum, plus the key); `seed_tag` names the (STEP, layer) it was
-        # made from, and a sweep starts only once that is the current one.
-        seed_parts = Signal(64, reset_less=True)
-        seed_prod = Signal(32, reset_less=True)
-        seed_key = Signal(32, reset_less=True)
-        seed_key2 = Signal(32, reset_less=True)
-        seed = Signal(32, reset_less=True)
+        # The sweep key's input `KEY_l + STEP * GOLDEN`, in five register steps: STEP copied
+        # into a register that feeds only the multipliers, the partial products, a copy of
+        # them (the multipliers sit in a row of their own, far from most logic), their sum,
+        # plus the key. `seed_tag` names the (STEP, layer) it was made from, and a sweep
+        # starts only once that is the current one.
         tag_now = Cat(step, u_l)
-        seed_tag1 = Signal(len(tag_now))
-        seed_tag2 = Signal(len(tag_now))
-        seed_tag = Signal(len(tag_now))
-        m.d.sync += [seed_parts.eq(_mul_parts(step, GOLDEN)), seed_key.eq(U_key),
-                     seed_tag1.eq(tag_now),
-                     seed_prod.eq(_mul_sum(seed_parts)), seed_key2.eq(seed_key),
-                     seed_tag2.eq(seed_tag1),
-                     seed.eq((seed_key2 + seed_prod)[:32]), seed_tag.eq(seed_tag2)]
+        seed_ops = [lambda _: step, lambda x: _mul_parts(x, GOLDEN), lambda x: x,
+                    lambda x: _mul_sum(x)]
+        seed_widths = [32, 64, 64, 32]
+        seed_x = seed_key = seed_tag = None
+        for k, (seed_op, width) in enumerate(zip(seed_ops, seed_widths)):
+            x = Signal(width, name=f"seed_x{k}", reset_less=True)
+            key = Signal(32, name=f"seed_key{k}", reset_less=True)
+            tag = Signal(len(tag_now), name=f"seed_tag{k}")
+            m.d.sync += [x.eq(seed_op(seed_x)), key.eq(U_key if seed_key is None else seed_key),
+                         tag.eq(tag_now if seed_tag is None else seed_tag)]
+            seed_x, seed_key, seed_tag = x, key, tag
+        seed = Signal(32, reset_less=True)
+        m.d.sync += seed.eq((seed_key + seed_x)[:32])
+        seed_tag_prev, seed_tag = seed_tag, Signal(len(tag_now), name="seed_tag")
+        m.d.sync += seed_tag.eq(seed_tag_prev)
         seed_ok = seed_tag == tag_now
 
         with m.FSM(name="update"):
             with m.State("U_IDLE"):
                 start = (op == Opcode.TRAIN) & (u_l < fw_done) & seed_ok
                 m.d.comb += [mix.i.valid.eq(start), mix.i.payload.x[0].eq(seed)]
-                m.d.sync += [pf_i.eq(0), f0_v.eq(0), fb_v.eq(0), f1_v.eq(0), nx_v.eq(0), cp_act.eq(0),
+                m.d.sync += [pf_i.eq(0), f0_v.eq(0), fb_v.eq(0), f1_v.eq(0), f2_v.eq(0),
+                             nx_v.eq(0), cp_act.eq(0),
                              rf_ok.eq(0), cp_done_d.eq(0), rf_key_v.eq(0), rf_gen.eq(1),
                              rf_k.eq(0), rf_w.eq(0), rf_c.eq(0), rf_row.eq(0), rf_start.eq(0),
                              rf_next.eq(U_base)]

@@ -113,16 +113,19 @@ class Mix32(wiring.Component):
         x ^= x >> 16;  x *= 0x7FEB352D;  x ^= x >> 15;  x *= 0x846CA68B;  x ^= x >> 16
 
     (all modulo 2**32). Each xor-shift has its own register stage and each
-    constant multiplication is followed by ``mul_stages`` registers, so the
-    multiplier's operand and product registers can be absorbed into DSP blocks
-    (a 32x32 low-half product takes three 18x18 multipliers).
+    constant multiplication takes ``mul_stages`` (a 32x32 low-half product takes
+    three 18x18 multipliers): with 1, the product is registered; with 2, the
+    three 16-bit partial products, then their sum; with 3, also the operand, in a
+    register that feeds only the multipliers; 4 adds a register after the sum.
+    Synthesis does not move registers into DSP blocks, so these keep the
+    multipliers' trips across the die in cycles of their own.
 
     Parameters
     ----------
     lanes : int
         Words hashed in parallel, 1..1024.
     mul_stages : int
-        Register stages after each multiplication, 1..4 (default 2).
+        Register stages per multiplication, 1..4 (default 2), as above.
     tag_shape : shape-like or None
         Shape of an opaque ``tag`` carried from input to output alongside the
         words (``None``, the default: no ``tag`` field).
@@ -181,11 +184,15 @@ class Mix32(wiring.Component):
         copy = (lambda x: x, 32)
 
         def multiply(const):
-            # With two or more stages, the partial products get a register of their own.
+            # With two or more stages, the partial products get a register of their own;
+            # with three or more, the operand too, one that feeds only the multipliers, so
+            # that placement can put it beside them.
             if self._mul_stages == 1:
                 return [(lambda x: _mul_const(x, const), 32)]
-            return ([(lambda x: _mul_parts(x, const), 64), (_mul_sum, 32)]
-                    + [copy] * (self._mul_stages - 2))
+            if self._mul_stages == 2:
+                return [(lambda x: _mul_parts(x, const), 64), (_mul_sum, 32)]
+            return ([copy, (lambda x: _mul_parts(x, const), 64), (_mul_sum, 32)]
+                    + [copy] * (self._mul_stages - 3))
 
         ops = ([(lambda x: x ^ (x >> 16), 32)] + multiply(_M1)
                + [(lambda x: x ^ (x >> 15), 32)] + multiply(_M2)
@@ -232,7 +239,7 @@ class ReinforceDraws(wiring.Component):
     lanes : int
         Draws per output word, an even number in 2..1024.
     mul_stages : int
-        Register stages after each multiplication, 1..4 (default 2).
+        Register stages per multiplication, 1..4 (default 2), as above.
     tag_shape : shape-like or None
         Shape of an opaque ``tag`` carried from request to draws (``None``,
         the default: no ``tag`` field). The update engine's other operands can

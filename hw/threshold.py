@@ -1,6 +1,6 @@
 """Sign / threshold unit: ``a = (z >= theta[k]) XOR flip[k]`` per neuron ``k``."""
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -130,7 +130,10 @@ class ThresholdUnit(wiring.Component):
         m.submodules.table = table = Memory(shape=self._entry_layout,
                                             depth=self._max_neurons, init=[])
         wr = table.write_port()
-        rd = table.read_port(transparent_for=(wr,))
+        # A transparent port is an address register before an asynchronous read, and
+        # synthesis then moves the register after it into the block RAM, so the pipelined
+        # unit reads without transparency and bypasses a same-cycle write itself.
+        rd = table.read_port(transparent_for=() if self._pipelined else (wr,))
         m.d.comb += [
             wr.addr.eq(self.load.payload.index),
             wr.data.theta.eq(self.load.payload.theta),
@@ -159,16 +162,26 @@ class ThresholdUnit(wiring.Component):
             v1, v2 = Signal(), Signal()
             z2 = Signal.like(z, name="z2", reset_less=True)
             entry = Signal(self._entry_layout, reset_less=True)
+            bypass1, bypass2 = Signal(), Signal()
+            new1 = Signal(self._entry_layout, reset_less=True)
+            new2 = Signal(self._entry_layout, reset_less=True)
             a = Signal(reset_less=True)
+            current = Signal(self._entry_layout)
+            m.d.comb += current.eq(Mux(bypass2, new2, entry))
             with m.If(advance):
                 m.d.sync += [
                     v1.eq(self.i.valid),
                     z.eq(self.i.payload.z),
+                    bypass1.eq(self.load.valid
+                               & (self.load.payload.index == self.i.payload.index)),
+                    new1.eq(wr.data),
                     v2.eq(v1),
                     z2.eq(z),
                     entry.eq(rd.data),
+                    bypass2.eq(bypass1),
+                    new2.eq(new1),
                     self.o.valid.eq(v2),
-                    a.eq((z2 >= entry.theta) ^ entry.flip),
+                    a.eq((z2 >= current.theta) ^ current.flip),
                 ]
             m.d.comb += self.o.payload.a.eq(a)
         return m

@@ -251,7 +251,7 @@ async def configure(dut, cfg, max_layers):
     dut.step_load.value = 1
     await RisingEdge(dut.clk)
     dut.step_load.value = 0
-    await ClockCycles(dut.clk, max_layers + 5)   # TrainerCore.config_latency + 1
+    await ClockCycles(dut.clk, max_layers + 6)   # TrainerCore.config_latency + 1
 
 
 
