@@ -13,14 +13,16 @@ __all__ = ["BankedMemory"]
 
 class BankedMemory(wiring.Component):
     """Simple dual-port memory of ``depth`` words in rows of ``row_depth`` words, read
-    with two cycles of latency.
+    with two or three cycles of latency.
 
     Synthesis builds a memory deeper than one block RAM from rows of block RAMs and a
     multiplexer after them, whose select fans out to every data bit and whose inputs
     come from block RAMs spread over the die, all in the read cycle. Here each row is a
     memory of its own, its output is registered (zero unless the row was addressed) in
     the cycle after the read, and the rows are ORed: the block RAM's clock-to-output
-    delay and the trip across the die fall in different cycles.
+    delay and the trip across the die fall in different cycles. With ``read_latency=3``
+    the ORed word is registered too, so that each row's register feeds only that OR and
+    can sit beside its block RAMs.
 
     The read port has no enable and is not transparent: a read in the cycle of a write
     to the same word returns the old word.
@@ -34,6 +36,8 @@ class BankedMemory(wiring.Component):
     row_depth : int
         Words of a row (default 1024, a DP16KD or RAMB18 in its 18-bit mode), a power of
         two in 1..65536.
+    read_latency : int
+        2 (default) or 3, as above.
 
     Members
     -------
@@ -43,18 +47,16 @@ class BankedMemory(wiring.Component):
         Write port: ``wr_data`` goes to word ``wr_addr`` at the clock edge when ``wr_en``.
     rd_addr : ``In(addr_width)``
     rd_data : ``Out(width)``
-        Read port: ``rd_data`` is word ``rd_addr`` of two clock edges earlier
-        (:attr:`read_latency`). Addresses at or past ``depth`` are not allowed.
+        Read port: ``rd_data`` is word ``rd_addr`` of :attr:`read_latency` clock edges
+        earlier. Addresses at or past ``depth`` are not allowed.
 
     Attributes
     ----------
-    width, depth, row_depth
+    width, depth, row_depth, read_latency
         The parameters (read only).
     rows : int
         Number of rows, ``ceil(depth / row_depth)``.
     addr_width : int
-    read_latency : int
-        Always 2.
 
     Raises
     ------
@@ -64,14 +66,13 @@ class BankedMemory(wiring.Component):
         If a parameter is out of range, or ``row_depth`` is not a power of two.
     """
 
-    read_latency = 2
-
-    def __init__(self, *, width, depth, row_depth=1024):
+    def __init__(self, *, width, depth, row_depth=1024, read_latency=2):
         self._width = check_int("width", width, 1, 1 << 16)
         self._depth = check_int("depth", depth, 1, 1 << 24)
         self._row_depth = check_int("row_depth", row_depth, 1, 1 << 16)
         if row_depth & (row_depth - 1):
             raise ValueError(f"row_depth must be a power of two, got {row_depth}")
+        self._read_latency = check_int("read_latency", read_latency, 2, 3)
         self._addr_width = max(bits_for(depth - 1), 1)
         super().__init__({
             "wr_addr": In(self._addr_width),
@@ -85,6 +86,7 @@ class BankedMemory(wiring.Component):
     depth = property(lambda self: self._depth)
     row_depth = property(lambda self: self._row_depth)
     addr_width = property(lambda self: self._addr_width)
+    read_latency = property(lambda self: self._read_latency)
 
     @property
     def rows(self):
@@ -113,5 +115,9 @@ class BankedMemory(wiring.Component):
         result = outputs[0]
         for out in outputs[1:]:
             result = result | out
+        if self._read_latency == 3:
+            ored = Signal(self._width, name="rd_q", reset_less=True)
+            m.d.sync += ored.eq(result)
+            result = ored
         m.d.comb += self.rd_data.eq(result)
         return m

@@ -353,7 +353,8 @@ class TrainerCore(wiring.Component):
         # -- memories --------------------------------------------------------------------------
         # H is read with two cycles of latency: rows of block RAM, each output registered
         # beside its row (`BankedMemory`), so no read crosses the die in the RAMs' cycle.
-        m.submodules.h_mem = h_mem = BankedMemory(width=P * HB, depth=self._weight_words)
+        m.submodules.h_mem = h_mem = BankedMemory(width=P * HB, depth=self._weight_words,
+                                                  read_latency=3)
         m.submodules.w_mem = w_mem = Memory(shape=unsigned(P), depth=self._weight_words, init=[])
         m.submodules.p_mem = p_mem = Memory(shape=unsigned(C), depth=ML * MW, init=[])
         m.submodules.t_mem = t_mem = Memory(shape=unsigned(17), depth=ML * MW, init=[])
@@ -649,10 +650,10 @@ class TrainerCore(wiring.Component):
         cp_rho = Signal()
         cp_last_word = cp_w == U_words_m1
         # Read-after-write: a word is written back `h_mem.read_latency + eng.latency + 1`
-        # = 5 cycles after it is issued (H read, engine, write-port register), and the
+        # = 6 cycles after it is issued (H read, engine, write-port register), and the
         # read ports are not transparent, so a pick waits while a word of its neuron was
-        # issued in this cycle or the four before. Comparing neurons, not addresses, can
-        # hold a pick for up to five cycles more than needed, only when a neuron follows
+        # issued in this cycle or the five before. Comparing neurons, not addresses, can
+        # hold a pick for up to six cycles more than needed, only when a neuron follows
         # itself, which is rare.
         n_pi = h_mem.read_latency + eng.latency
         pi_v = [Signal(name=f"pi{d}_v") for d in range(n_pi)]
@@ -774,13 +775,15 @@ class TrainerCore(wiring.Component):
         m.d.sync += [rf_valid.eq(rf_issue), rf_addr.eq(dout.tag.addr),
                      rf_count.eq(dout.tag.count), rf_draw.eq(merged)]
 
-        # The engine's operands wait one cycle in `e1` for H, which is read with one
-        # cycle more latency than A.
-        assert h_mem.read_latency == 2
+        # The engine's operands wait in `e1`, `e2` for H, which is read with two cycles more
+        # latency than A.
         e0 = Signal(eng.input_layout)
-        e1 = Signal(eng.input_layout, reset_less=True)
-        e1_valid = Signal()
-        m.d.sync += [e1.eq(e0), e1_valid.eq(cp_valid | rf_valid)]
+        e_prev, v_prev = e0, cp_valid | rf_valid
+        for d in range(1, h_mem.read_latency):
+            e_d = Signal(eng.input_layout, name=f"e{d}", reset_less=True)
+            v_d = Signal(name=f"e{d}_valid")
+            m.d.sync += [e_d.eq(e_prev), v_d.eq(v_prev)]
+            e_prev, v_prev = e_d, v_d
         # Words from their H read to their write-back: counted from `cp_valid | rf_valid`
         # (registers), which keeps the issue decisions off this adder.
         m.d.sync += inflight.eq(inflight + (cp_valid | rf_valid) - eng.o.valid)
@@ -792,8 +795,8 @@ class TrainerCore(wiring.Component):
             e0.draw.as_value().eq(rf_draw),
             e0.threshold.eq(U_thresh),
             e0.tag.addr.eq(Mux(cp_valid, cp_addr, rf_addr)),
-            eng.i.valid.eq(e1_valid),
-            eng.i.payload.eq(e1),
+            eng.i.valid.eq(v_prev),
+            eng.i.payload.eq(e_prev),
             eng.i.payload.h.as_value().eq(h_mem.rd_data),
             eng.o.ready.eq(1),
             mix.o.ready.eq(1),
@@ -1156,6 +1159,11 @@ class TrainerCore(wiring.Component):
                 m.next = "RH_WAIT"
 
             with m.State("RH_WAIT"):
+                m.d.comb += phase.eq(Phase.IO)
+                m.next = "RH_WAIT2"
+
+            with m.State("RH_WAIT2"):
+                assert h_mem.read_latency == 3
                 m.d.comb += phase.eq(Phase.IO)
                 m.next = "RH_LATCH"
 

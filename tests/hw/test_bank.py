@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""BankedMemory: every read equals a Python model of the memory, two cycles late."""
+"""BankedMemory: every read equals a Python model of the memory, two or three cycles late."""
 
 import pytest
 from amaranth.sim import Simulator
@@ -10,8 +10,10 @@ from xnorlearn.hw.bank import BankedMemory
 @pytest.mark.parametrize("width, depth, row_depth", [
     (8, 1, 4), (16, 5, 8), (24, 40, 16), (37, 100, 32), (64, 130, 64), (512, 70, 16),
 ])
-def test_reads_match_model(rng, width, depth, row_depth):
-    dut = BankedMemory(width=width, depth=depth, row_depth=row_depth)
+@pytest.mark.parametrize("read_latency", [2, 3])
+def test_reads_match_model(rng, width, depth, row_depth, read_latency):
+    dut = BankedMemory(width=width, depth=depth, row_depth=row_depth, read_latency=read_latency)
+    assert dut.read_latency == read_latency
     assert dut.rows == -(-depth // row_depth)
     model = [0] * depth
     cycles = 600
@@ -21,7 +23,7 @@ def test_reads_match_model(rng, width, depth, row_depth):
     checked = []
 
     async def bench(ctx):
-        expected = []               # model words read, in order; compared 2 cycles later
+        expected = []               # model words read, in order; compared read_latency later
         for we, wa, wd, ra in ops:
             ctx.set(dut.wr_en, we)
             ctx.set(dut.wr_addr, wa)
@@ -51,6 +53,8 @@ def test_reads_match_model(rng, width, depth, row_depth):
     ({"width": 8, "depth": 4, "row_depth": 3}, ValueError),
     ({"width": 8.0, "depth": 4}, TypeError),
     ({"width": 8, "depth": 4, "row_depth": None}, TypeError),
+    ({"width": 8, "depth": 4, "read_latency": 1}, ValueError),
+    ({"width": 8, "depth": 4, "read_latency": 4}, ValueError),
 ])
 def test_bad_parameters(kwargs, error):
     with pytest.raises(error):
