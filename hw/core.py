@@ -351,11 +351,13 @@ class TrainerCore(wiring.Component):
         U_key = by_layer(u_l_nx, [self.key[l] for l in range(ML)], "U_key")
 
         # -- memories --------------------------------------------------------------------------
-        # H is read with two cycles of latency: rows of block RAM, each output registered
+        # H is read with three cycles of latency: rows of block RAM, each output registered
         # beside its row (`BankedMemory`), so no read crosses the die in the RAMs' cycle.
         m.submodules.h_mem = h_mem = BankedMemory(width=P * HB, depth=self._weight_words,
                                                   read_latency=3)
-        m.submodules.w_mem = w_mem = Memory(shape=unsigned(P), depth=self._weight_words, init=[])
+        # W likewise, with a read enable for the stalling forward stream (read latency 2).
+        m.submodules.w_mem = w_mem = BankedMemory(width=P, depth=self._weight_words,
+                                                  read_enable=True)
         m.submodules.p_mem = p_mem = Memory(shape=unsigned(C), depth=ML * MW, init=[])
         m.submodules.t_mem = t_mem = Memory(shape=unsigned(17), depth=ML * MW, init=[])
         m.submodules.y_mem = y_mem = Memory(shape=unsigned(label_bits), depth=MB, init=[])
@@ -373,8 +375,6 @@ class TrainerCore(wiring.Component):
             a_rd.append(mem.read_port())
         # Read ports are not transparent (no bypass multiplexer after the block RAMs): the
         # interlocks below keep every read of a word after its write-back.
-        w_wr = w_mem.write_port()
-        w_rd = w_mem.read_port()
         # The H and W write ports take address, data and enable from free-running
         # registers (no clock enable, data without reset), which placement can put next
         # to the block RAMs: the write sources below (update engine, WRITE_H words) drive
@@ -384,7 +384,7 @@ class TrainerCore(wiring.Component):
         hw_en, ww_en = Signal(), Signal()
         for (addr_p, data_p, en_p), addr, data_, en in (
                 ((h_mem.wr_addr, h_mem.wr_data, h_mem.wr_en), hw_addr, hw_data, hw_en),
-                ((w_wr.addr, w_wr.data, w_wr.en), ww_addr, ww_data, ww_en)):
+                ((w_mem.wr_addr, w_mem.wr_data, w_mem.wr_en), ww_addr, ww_data, ww_en)):
             addr_q = Signal.like(addr, reset_less=True, name=f"{addr.name}_q")
             data_q = Signal.like(data_, reset_less=True, name=f"{data_.name}_q")
             en_q = Signal(name=f"{en.name}_q")
@@ -465,15 +465,25 @@ class TrainerCore(wiring.Component):
         g_abase = Signal(range(ML * region + 1))
         g_aaddr = Signal(range(ML * region + 1))   # g_abase + g_w, by counting
         g_go = g_active & (g_mu < ld_mu)
-        r_valid = Signal()
-        r_count = Signal(range(P + 1))
-        r_last = Signal()
-        fw_adv = ~r_valid | pc.i.ready
+        # Two stages after the generator, which move or hold together: `r` (the A word out
+        # of its block RAM, W in its rows' registers), `q` (A registered, W ORed).
+        r_valid, q_valid = Signal(), Signal()
+        r_count, q_count = Signal(range(P + 1)), Signal(range(P + 1))
+        r_last, q_last = Signal(), Signal()
+        q_a = Signal(P, reset_less=True)
+        assert w_mem.read_latency == 2
+        fw_adv = ~q_valid | pc.i.ready
+        fw_bank = cur_l[0] if ML > 1 else 0
+        fw_a_data = Mux(fw_bank, a_rd[-1].data, a_rd[0].data)
         with m.If(fw_adv):
             m.d.sync += [
                 r_valid.eq(g_go),
                 r_count.eq(Mux(g_w == L_words_m1, L_last, P)),
                 r_last.eq(g_w == L_words_m1),
+                q_valid.eq(r_valid),
+                q_count.eq(r_count),
+                q_last.eq(r_last),
+                q_a.eq(fw_a_data),
             ]
             with m.If(g_go):
                 with m.If(g_w == L_words_m1):
@@ -489,16 +499,14 @@ class TrainerCore(wiring.Component):
                 with m.Else():
                     m.d.sync += [g_w.eq(g_w + 1), g_waddr.eq(g_waddr + 1),
                                  g_aaddr.eq(g_aaddr + 1)]
-        fw_bank = cur_l[0] if ML > 1 else 0
-        fw_a_data = Mux(fw_bank, a_rd[-1].data, a_rd[0].data)
         m.d.comb += [
-            w_rd.addr.eq(g_waddr),
-            w_rd.en.eq(fw_adv),
-            pc.i.valid.eq(r_valid),
-            pc.i.payload.a.eq(fw_a_data),
-            pc.i.payload.w.eq(w_rd.data),
-            pc.i.payload.count.eq(r_count),
-            pc.i.payload.last.eq(r_last),
+            w_mem.rd_addr.eq(g_waddr),
+            w_mem.rd_en.eq(fw_adv),
+            pc.i.valid.eq(q_valid),
+            pc.i.payload.a.eq(q_a),
+            pc.i.payload.w.eq(w_mem.rd_data),
+            pc.i.payload.count.eq(q_count),
+            pc.i.payload.last.eq(q_last),
         ]
 
         # -- forward pass: z -> threshold, classifier, selector ---------------------------------
@@ -615,10 +623,10 @@ class TrainerCore(wiring.Component):
             m.d.sync += pick_n.eq(pick_n + 1)
         with m.If(drain & head.last):
             m.d.sync += drain_mu.eq(drain_mu + 1)
-        layer_done = ~g_active & ~r_valid & (drain_mu == bs)
+        layer_done = ~g_active & ~r_valid & ~q_valid & (drain_mu == bs)
         # Nothing of the forward pass in flight: the generator waits at a pattern boundary
         # (or is done) and every generated pattern has left the pipeline.
-        fw_quiet = ~r_valid & (g_w == 0) & (g_k == 0) & (drain_mu == g_mu)
+        fw_quiet = ~r_valid & ~q_valid & (g_w == 0) & (g_k == 0) & (drain_mu == g_mu)
         fw_busy = g_go | ~fw_quiet
 
         # -- updates: CP pick prefetch -> word issue, reinforcement draws -> word issue ---------

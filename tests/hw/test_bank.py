@@ -59,3 +59,50 @@ def test_reads_match_model(rng, width, depth, row_depth, read_latency):
 def test_bad_parameters(kwargs, error):
     with pytest.raises(error):
         BankedMemory(**kwargs)
+
+
+@pytest.mark.parametrize("read_latency", [2, 3])
+@pytest.mark.parametrize("width, depth, row_depth", [(16, 5, 8), (37, 100, 32), (64, 130, 64)])
+def test_read_enable_holds_the_pipeline(rng, width, depth, row_depth, read_latency):
+    """With ``rd_en`` low the read pipeline holds: the word out is that of the read
+    ``read_latency`` enabled edges earlier, whatever was written since."""
+    dut = BankedMemory(width=width, depth=depth, row_depth=row_depth,
+                       read_latency=read_latency, read_enable=True)
+    assert dut.read_enable
+    model = [0] * depth
+    cycles = 800
+    ops = [(bool(rng.random() < 0.5), int(rng.integers(depth)),
+            int(rng.integers(1 << min(width, 62))), int(rng.integers(depth)),
+            bool(rng.random() < 0.6)) for _ in range(cycles)]
+    checked = []
+
+    async def bench(ctx):
+        reads = []                  # model words at each enabled edge (not transparent)
+        for we, wa, wd, ra, en in ops:
+            if len(reads) >= read_latency:
+                got = ctx.get(dut.rd_data)
+                assert got == reads[-read_latency], (len(reads), got, reads[-read_latency])
+                checked.append(got)
+            ctx.set(dut.wr_en, we)
+            ctx.set(dut.wr_addr, wa)
+            ctx.set(dut.wr_data, wd)
+            ctx.set(dut.rd_addr, ra)
+            ctx.set(dut.rd_en, en)
+            await ctx.tick()
+            if en:
+                reads.append(model[ra])
+            if we:
+                model[wa] = wd
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(checked) > cycles // 2 and any(checked)
+
+
+def test_no_read_enable_by_default():
+    dut = BankedMemory(width=8, depth=4)
+    assert not dut.read_enable and "rd_en" not in dut.signature.members
+    with pytest.raises(TypeError, match="read_enable must be a bool, not 1"):
+        BankedMemory(width=8, depth=4, read_enable=1)
