@@ -52,10 +52,11 @@ class BankedMemory(wiring.Component):
     rd_addr : ``In(addr_width)``
     rd_data : ``Out(width)``
         Read port: ``rd_data`` is word ``rd_addr`` of :attr:`read_latency` clock edges
-        earlier (edges with ``rd_en`` high, when there is an enable).
+        earlier (edges with ``rd_en`` high, when there is an enable). Addresses at or
+        past ``depth`` are not allowed.
     rd_en : ``In(1)``
         Only with ``read_enable``: the read pipeline moves at a clock edge with ``rd_en``
-        high and holds otherwise; ``rd_addr`` is taken at an edge with ``rd_en`` high. Addresses at or past ``depth`` are not allowed.
+        high and holds otherwise; ``rd_addr`` is taken at an edge with ``rd_en`` high.
 
     Attributes
     ----------

@@ -5,6 +5,9 @@ formats; the golden model (:class:`xnorlearn.sw.golden.fast.FastBMLP`) defines t
 arithmetic.
 """
 
+import functools
+import operator
+
 from amaranth import Array, Cat, Module, Mux, ResetInserter, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
@@ -860,6 +863,18 @@ class TrainerCore(wiring.Component):
         # -- host I/O registers ----------------------------------------------------------------
         io_k = Signal(range(MW + 1))
         io_v = Signal(range(max(AW * S, -(-max(self._max_fan_in, MW) // 4)) + 2))
+        # The H word slot `io_v % Q` one-hot (`slot_eq`) and as `slot_gt[i] = slot > i`, kept
+        # in step with `io_v` (every assignment goes through `io_v_set`): the slot logic of
+        # READ_H / WRITE_H spans the whole word, and a decoder of `io_v` would drive it all.
+        slot_eq = Signal(Q, init=1)
+        slot_gt = Signal(Q)
+
+        def io_v_set(zero):
+            if zero:
+                return [io_v.eq(0), slot_eq.eq(1), slot_gt.eq(0)]
+            wrap = slot_eq[Q - 1]
+            return [io_v.eq(io_v + 1), slot_eq.eq(Cat(slot_eq[Q - 1], slot_eq[:Q - 1])),
+                    slot_gt.eq((slot_gt | slot_eq) & ~wrap.replicate(Q))]
         io_addr = Signal(32)
         # Data registers without reset (cleared or masked where a packet needs it): the
         # soft reset's fan-out stays on control state.
@@ -894,11 +909,10 @@ class TrainerCore(wiring.Component):
             t_rd.addr.eq(L_row + io_k),
         ]
 
-        # WRITE_H words: slots before `slot_q` come from the buffer, slot `slot_q` from the
+        # WRITE_H words: slots before the current one come from the buffer, the current from the
         # beat, later ones (a neuron's partial last word) are zero, so the buffer is never
         # cleared, and each slot loads under its own enable.
-        slot_q = io_v[:LOGQ]
-        end_q = (slot_q == Q - 1) | (io_v == L_hw_m1)
+        end_q = slot_eq[Q - 1] | (io_v == L_hw_m1)
         hmerged = Signal(P * HB)
         wmerged = Signal(P)
         hvals = []
@@ -910,10 +924,10 @@ class TrainerCore(wiring.Component):
         new_h = Cat(*hvals)
         new_w = Cat(*(hv > 0 for hv in hvals))
         m.d.comb += [
-            hmerged.eq(Cat(*(Mux(slot_q == i, new_h,
-                                 Mux(slot_q > i, hbuf.word_select(i, 4 * HB), 0))
+            hmerged.eq(Cat(*(Mux(slot_eq[i], new_h,
+                                 Mux(slot_gt[i], hbuf.word_select(i, 4 * HB), 0))
                              for i in range(Q)))),
-            wmerged.eq(Cat(*(Mux(slot_q == i, new_w, Mux(slot_q > i, wbuf.word_select(i, 4), 0))
+            wmerged.eq(Cat(*(Mux(slot_eq[i], new_w, Mux(slot_gt[i], wbuf.word_select(i, 4), 0))
                              for i in range(Q)))),
         ]
         # The write sources are told apart by the engine's output valid (a register; the
@@ -959,7 +973,8 @@ class TrainerCore(wiring.Component):
                     # fw_done = 0: only the pick lists of an accepted TRAIN packet are applied
                     # (an INFER leaves its own behind).
                     m.d.sync += [hdr.eq(s_in.data), hdr_last.eq(s_in.last),
-                                 op.eq(s_in.data[24:32]), io_k.eq(0), io_v.eq(0), ld_mu.eq(0),
+                                 op.eq(s_in.data[24:32]), io_k.eq(0), *io_v_set(zero=True),
+                                 ld_mu.eq(0),
                                  batch_errors.eq(0), resp_i.eq(0), fw_done.eq(0)]
                     m.next = "DECODE"
 
@@ -1032,7 +1047,7 @@ class TrainerCore(wiring.Component):
                              y_wr.addr.eq(ld_mu), y_wr.data.eq(s_in.data),
                              y_wr.en.eq(self.s_axis.valid)]
                 with m.If(self.s_axis.valid):
-                    m.d.sync += [io_v.eq(0), io_buf.eq(0)]
+                    m.d.sync += [*io_v_set(zero=True), io_buf.eq(0)]
                     with m.If(s_in.last):
                         fail(ErrorCode.LENGTH, 1)
                     with m.Elif(s_in.data >= C):
@@ -1067,7 +1082,7 @@ class TrainerCore(wiring.Component):
                         with m.Else():
                             m.next = "LOAD_LABEL"
                     with m.Else():
-                        m.d.sync += io_v.eq(io_v + 1)
+                        m.d.sync += io_v_set(zero=False)
 
             # ---- forward pass ---------------------------------------------------------------
             with m.State("FWD"):
@@ -1143,7 +1158,7 @@ class TrainerCore(wiring.Component):
                              wh_we.eq(self.s_axis.valid & end_q)]
                 with m.If(self.s_axis.valid):
                     for i in range(Q):
-                        with m.If(slot_q == i):
+                        with m.If(slot_eq[i]):
                             m.d.sync += [hbuf.word_select(i, 4 * HB).eq(new_h),
                                          wbuf.word_select(i, 4).eq(new_w)]
                     with m.If(end_q):
@@ -1151,11 +1166,11 @@ class TrainerCore(wiring.Component):
                     with m.If(s_in.last != exp_last):
                         fail(ErrorCode.LENGTH, s_in.last)
                     with m.Elif(io_v == L_hw_m1):
-                        m.d.sync += [io_v.eq(0), io_k.eq(io_k + 1)]
+                        m.d.sync += [*io_v_set(zero=True), io_k.eq(io_k + 1)]
                         with m.If(exp_last):
                             m.next = "IDLE"
                     with m.Else():
-                        m.d.sync += io_v.eq(io_v + 1)
+                        m.d.sync += io_v_set(zero=False)
 
             with m.State("RH_START"):
                 m.d.comb += phase.eq(Phase.IO)
@@ -1183,7 +1198,10 @@ class TrainerCore(wiring.Component):
                 m.next = "RH_SEND"
 
             with m.State("RH_SEND"):
-                chunk = rh_buf.word_select(slot_q, 4 * HB)
+                chunk = Signal(4 * HB, name="rh_chunk")
+                picked = [rh_buf.word_select(i, 4 * HB) & slot_eq[i].replicate(4 * HB)
+                          for i in range(Q)]
+                m.d.comb += chunk.eq(functools.reduce(operator.or_, picked))
                 bytes_out = []
                 for b in range(4):
                     hb = Signal(signed(8), name=f"rh_h{b}")
@@ -1194,16 +1212,17 @@ class TrainerCore(wiring.Component):
                              out.data.eq(Cat(*bytes_out)), out.last.eq(is_last)]
                 with m.If(self.m_axis.ready):
                     with m.If(io_v == L_hw_m1):
-                        m.d.sync += [io_v.eq(0), io_k.eq(io_k + 1), io_addr.eq(io_addr + 1)]
+                        m.d.sync += [*io_v_set(zero=True), io_k.eq(io_k + 1),
+                                     io_addr.eq(io_addr + 1)]
                         with m.If(is_last):
                             m.next = "IDLE"
                         with m.Else():
                             m.next = "RH_RD"
-                    with m.Elif(slot_q == Q - 1):
-                        m.d.sync += [io_v.eq(io_v + 1), io_addr.eq(io_addr + 1)]
+                    with m.Elif(slot_eq[Q - 1]):
+                        m.d.sync += [*io_v_set(zero=False), io_addr.eq(io_addr + 1)]
                         m.next = "RH_RD"
                     with m.Else():
-                        m.d.sync += io_v.eq(io_v + 1)
+                        m.d.sync += io_v_set(zero=False)
 
             # ---- WRITE_P / WRITE_T / READ_P / READ_T ---------------------------------------
             with m.State("WPT_DATA"):
