@@ -19,7 +19,7 @@ from xnorlearn.hw._params import check_int as _check_int
 from xnorlearn.hw.bank import BankedMemory
 from xnorlearn.hw.classifier import LocalClassifier
 from xnorlearn.hw.popcount import XnorPopcount
-from xnorlearn.hw.prng import Mix32, ReinforceDraws, _mul_parts, _mul_sum
+from xnorlearn.hw.prng import Mix32, ReinforceDraws
 from xnorlearn.hw.regmap import ErrorCode, Phase
 from xnorlearn.hw.selector import GroupSelector
 from xnorlearn.hw.threshold import ThresholdUnit
@@ -31,6 +31,43 @@ __all__ = ["TrainerCore", "Opcode", "ErrorCode", "Phase", "AXIS_LAYOUT", "STATUS
 
 #: Payload of the command and response streams (one 32-bit word and ``tlast``).
 AXIS_LAYOUT = data.StructLayout({"data": 32, "last": 1})
+
+def _shifted_terms(value, multiplier, width):
+    """The terms of ``value * multiplier`` (low ``width`` bits) as shifted copies of
+    ``value``: one per set bit of a constant ``multiplier``, or one per bit of a
+    ``multiplier`` signal, zero where that bit is clear."""
+    value = Value.cast(value)
+    if isinstance(multiplier, int):
+        return [(value << i)[:width] for i in range(width) if multiplier >> i & 1]
+    multiplier = Value.cast(multiplier)
+    return [Mux(multiplier[i], (value << i)[:width], 0) for i in range(len(multiplier))
+            if i < width]
+
+
+def _adder_tree(m, terms, width, name, *, en=None, arity=3):
+    """Sum of ``terms`` (low ``width`` bits) through a registered tree: each level adds up
+    to ``arity`` values into a register (enabled by ``en`` when given). Returns the sum
+    and the number of levels (its latency in cycles).
+
+    Products that only feed the sequencer are built this way, not with DSP blocks: those
+    sit in rows of their own, and the trip to them and back takes most of a cycle."""
+    terms = [Value.cast(t) for t in terms] or [Value.cast(0)]
+    levels = 0
+    while levels == 0 or len(terms) > 1:
+        nxt = []
+        for i in range(0, len(terms), arity):
+            r = Signal(width, name=f"{name}_s{levels}_{i // arity}", reset_less=True)
+            total = functools.reduce(operator.add, terms[i:i + arity])
+            stmt = r.eq(total[:width])
+            if en is None:
+                m.d.sync += stmt
+            else:
+                with m.If(en):
+                    m.d.sync += stmt
+            nxt.append(r)
+        terms, levels = nxt, levels + 1
+    return terms[0], levels
+
 
 def _lane_mask(count, lanes):
     """Bit ``n`` set when ``n < count``."""
@@ -272,10 +309,9 @@ class TrainerCore(wiring.Component):
         pick_region = MB * MG
 
         # -- configuration, derived once per cycle (static while busy) -------------------------
-        # Words per neuron, then their product with the width, then the layer bases, each
-        # from registers: valid `config_latency` cycles after a configuration change. The
-        # product's operands are copies that feed only the multiplier, and the product is
-        # registered twice: the multipliers sit in a row of their own, away from the rest.
+        # Words per neuron, then their product with the width (a two-level adder tree), then
+        # the layer bases, each from registers: valid `config_latency` cycles after a
+        # configuration change.
         n_w = [Signal(range(AW + 2), name=f"cfg_words{l}") for l in range(ML)]
         last_count = [Signal(range(P + 1), name=f"cfg_last{l}") for l in range(ML)]
         words = [Signal(32, name=f"cfg_layer_words{l}") for l in range(ML)]
@@ -283,16 +319,19 @@ class TrainerCore(wiring.Component):
         cfg_ok = Signal()
         for l in range(ML):
             k = self.width[l]
-            n_w_m = Signal.like(n_w[l], name=f"cfg_words_m{l}")
             width_m = Signal.like(self.width[l + 1], name=f"cfg_width_m{l}")
-            product = Signal(32, name=f"cfg_product{l}")
+            product, levels = _adder_tree(m, _shifted_terms(width_m, n_w[l], 32), 32,
+                                          f"cfg_product{l}", arity=4)
+            assert levels <= 2, levels
+            for extra in range(2 - levels):    # the same latency for every build
+                delayed = Signal(32, name=f"cfg_product{l}_d{extra}", reset_less=True)
+                m.d.sync += delayed.eq(product)
+                product = delayed
+            m.d.comb += words[l].eq(product)
             m.d.sync += [
                 n_w[l].eq((k + P - 1) >> LOGP),
-                n_w_m.eq((k + P - 1) >> LOGP),
                 width_m.eq(self.width[l + 1]),
                 last_count[l].eq(k - (((k + P - 1) >> LOGP) - 1 << LOGP)),
-                product.eq(width_m * n_w_m),
-                words[l].eq(product),
                 base[l + 1].eq(base[l] + words[l]),
             ]
         checks = [self.layers >= 1, self.layers <= ML, self.width[0] >= 1,
@@ -645,10 +684,7 @@ class TrainerCore(wiring.Component):
         f0_v, f1_v, f2_v, nx_v = Signal(), Signal(), Signal(), Signal()
         f1_k, f2_k, nx_k = Signal(range(MW)), Signal(range(MW)), Signal(range(MW))
         f1_mu, f2_mu = Signal(range(MB)), Signal(range(MB))
-        # The product's operands feed only the multiplier (placed beside it).
-        f1_k_m = Signal(range(MW), reset_less=True)
         U_words_m = Signal.like(U_words, name="U_words_m", reset_less=True)
-        f2_prod = Signal(waddr_bits, reset_less=True)
         f2_row = Signal(C, reset_less=True)
         f2_y = Signal(label_bits, reset_less=True)
         m.d.sync += U_words_m.eq(U_words)
@@ -688,12 +724,20 @@ class TrainerCore(wiring.Component):
             y_rd_cp.addr.eq(pk.mu),
             y_rd_cp.en.eq(pf_en),
         ]
+        # `k * n_l` in the f1 and f2 stages, by a two-level adder tree.
+        f2_prod, levels = _adder_tree(m, _shifted_terms(pk.k, U_words_m, waddr_bits),
+                                      waddr_bits, "f2_prod", en=pf_en, arity=4)
+        assert levels <= 2, levels
+        if levels == 1:
+            f2_prod_d = Signal(waddr_bits, reset_less=True)
+            with m.If(pf_en):
+                m.d.sync += f2_prod_d.eq(f2_prod)
+            f2_prod = f2_prod_d
         with m.If(pf_en):
             m.d.sync += [f0_v.eq(fetch), pf_i.eq(pf_i + fetch),
                          fb_v.eq(f0_v), pk.eq(pick_rd.data),
-                         f1_v.eq(fb_v), f1_k.eq(pk.k), f1_mu.eq(pk.mu), f1_k_m.eq(pk.k),
+                         f1_v.eq(fb_v), f1_k.eq(pk.k), f1_mu.eq(pk.mu),
                          f2_v.eq(f1_v), f2_k.eq(f1_k), f2_mu.eq(f1_mu),
-                         f2_prod.eq(f1_k_m * U_words_m),
                          f2_row.eq(p_rd_cp.data), f2_y.eq(y_rd_cp.data),
                          nx_v.eq(f2_v), nx_k.eq(f2_k),
                          nx_hbase.eq(U_base + f2_prod),
@@ -818,25 +862,23 @@ class TrainerCore(wiring.Component):
         # forward passes otherwise).
         u_phase = Mux(rf_ok, Phase.REINFORCE, Phase.UPDATE)
 
-        # The sweep key's input `KEY_l + STEP * GOLDEN`, in five register steps: STEP copied
-        # into a register that feeds only the multipliers, the partial products, a copy of
-        # them (the multipliers sit in a row of their own, far from most logic), their sum,
-        # plus the key. `seed_tag` names the (STEP, layer) it was made from, and a sweep
-        # starts only once that is the current one.
+        # The sweep key's input `KEY_l + STEP * GOLDEN`: STEP copied into a register, the
+        # product by an adder tree of its shifted copies, then plus the key. `seed_tag`
+        # names the (STEP, layer) it was made from, and a sweep starts only once that is
+        # the current one.
         tag_now = Cat(step, u_l)
-        seed_ops = [lambda _: step, lambda x: _mul_parts(x, GOLDEN), lambda x: x,
-                    lambda x: _mul_sum(x)]
-        seed_widths = [32, 64, 64, 32]
-        seed_x = seed_key = seed_tag = None
-        for k, (seed_op, width) in enumerate(zip(seed_ops, seed_widths)):
-            x = Signal(width, name=f"seed_x{k}", reset_less=True)
+        seed_step = Signal(32, reset_less=True)
+        m.d.sync += seed_step.eq(step)
+        seed_prod, seed_levels = _adder_tree(m, _shifted_terms(seed_step, GOLDEN, 32), 32,
+                                             "seed_prod")
+        seed_key, seed_tag = U_key, tag_now
+        for k in range(1 + seed_levels):
             key = Signal(32, name=f"seed_key{k}", reset_less=True)
             tag = Signal(len(tag_now), name=f"seed_tag{k}")
-            m.d.sync += [x.eq(seed_op(seed_x)), key.eq(U_key if seed_key is None else seed_key),
-                         tag.eq(tag_now if seed_tag is None else seed_tag)]
-            seed_x, seed_key, seed_tag = x, key, tag
+            m.d.sync += [key.eq(seed_key), tag.eq(seed_tag)]
+            seed_key, seed_tag = key, tag
         seed = Signal(32, reset_less=True)
-        m.d.sync += seed.eq((seed_key + seed_x)[:32])
+        m.d.sync += seed.eq((seed_key + seed_prod)[:32])
         seed_tag_prev, seed_tag = seed_tag, Signal(len(tag_now), name="seed_tag")
         m.d.sync += seed_tag.eq(seed_tag_prev)
         seed_ok = seed_tag == tag_now
