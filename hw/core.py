@@ -974,14 +974,23 @@ class TrainerCore(wiring.Component):
         ]
         # The write sources are told apart by the engine's output valid (a register; the
         # update machine is idle during WRITE_H), not by the state decoder.
+        # A complete WRITE_H word is registered where it is assembled and written in the
+        # next cycle (the update machine is still idle then): the word's slot logic and
+        # the write-port registers beside the block RAMs are a cycle apart.
         wh_we = Signal()              # a WRITE_H word is complete (state WH_DATA)
+        wh_we_q = Signal()
+        wh_addr_q = Signal(waddr_bits, reset_less=True)
+        wh_h_q = Signal(P * HB, reset_less=True)
+        wh_w_q = Signal(P, reset_less=True)
+        m.d.sync += [wh_we_q.eq(wh_we), wh_addr_q.eq(io_addr), wh_h_q.eq(hmerged),
+                     wh_w_q.eq(wmerged)]
         m.d.comb += [
-            hw_addr.eq(Mux(eng.o.valid, eng.o.payload.tag.addr, io_addr)),
-            hw_data.eq(Mux(eng.o.valid, eng.o.payload.h.as_value(), hmerged)),
-            hw_en.eq(eng.o.valid | wh_we),
-            ww_addr.eq(Mux(eng.o.valid, eng.o.payload.tag.addr, io_addr)),
-            ww_data.eq(Mux(eng.o.valid, eng.o.payload.w, wmerged)),
-            ww_en.eq(eng.o.valid | wh_we),
+            hw_addr.eq(Mux(eng.o.valid, eng.o.payload.tag.addr, wh_addr_q)),
+            hw_data.eq(Mux(eng.o.valid, eng.o.payload.h.as_value(), wh_h_q)),
+            hw_en.eq(eng.o.valid | wh_we_q),
+            ww_addr.eq(Mux(eng.o.valid, eng.o.payload.tag.addr, wh_addr_q)),
+            ww_data.eq(Mux(eng.o.valid, eng.o.payload.w, wh_w_q)),
+            ww_en.eq(eng.o.valid | wh_we_q),
         ]
 
         def fail(code, at_last):
