@@ -457,7 +457,7 @@ class TrainerCore(wiring.Component):
         rf_tag = data.StructLayout({"addr": waddr_bits, "count": range(P + 1),
                                     "chunk": range(max(CH, 2)), "last": 1})
         m.submodules.draws = draws = ReinforceDraws(lanes=D, tag_shape=rf_tag, mul_stages=3)
-        m.submodules.mix = mix = Mix32(lanes=1, mul_stages=3)
+        m.submodules.mix = mix = Mix32(lanes=1, soft_multipliers=True)
         m.submodules.pick_fifo = pick_fifo = SyncFIFO(width=len(sel.o.payload.as_value()),
                                                       depth=MG + 16)
         m.submodules.dec_fifo = dec_fifo = SyncFIFO(width=1, depth=32)

@@ -100,6 +100,31 @@ def _bits(value, width):
     return Cat(value, Const(0, width - len(value)))
 
 
+def _tree_ops(const, arity=3):
+    """Stages of the low 32 bits of ``x * const`` built from logic: the shifted copies of
+    ``x`` for the set bits of ``const``, added ``arity`` at a time, one level of the
+    tree per register stage. Returns ``(op, width)`` pairs, as :class:`Mix32` uses."""
+    count = bin(const & MASK32).count("1")
+    ops = []
+
+    def first(x):
+        terms = [(x << i)[:32] for i in range(32) if const >> i & 1]
+        return Cat(*(_bits(sum(terms[j:j + arity]), 32) for j in range(0, len(terms), arity)))
+
+    def level(n):
+        def op(y):
+            parts = [y[32 * j:32 * (j + 1)] for j in range(n)]
+            return Cat(*(_bits(sum(parts[j:j + arity]), 32) for j in range(0, n, arity)))
+        return op
+
+    n = -(-count // arity)
+    ops.append((first, 32 * n))
+    while n > 1:
+        ops.append((level(n), 32 * -(-n // arity)))
+        n = -(-n // arity)
+    return ops
+
+
 def _mul_sum(parts):
     """Low 32 bits of the product from :func:`_mul_parts`."""
     return (parts[:32] + ((parts[32:48] + parts[48:64])[:16] << 16))[:32]
@@ -118,25 +143,32 @@ class Mix32(wiring.Component):
     three 16-bit partial products, then their sum; with 3, also the operand, in a
     register that feeds only the multipliers; 4 adds a register after the sum.
     Synthesis does not move registers into DSP blocks, so these keep the
-    multipliers' trips across the die in cycles of their own.
+    multipliers' trips across the die in cycles of their own. With
+    ``soft_multipliers`` the products are built from logic instead: a registered
+    tree adding the operand's shifted copies three at a time (three levels for
+    either constant), which uses no DSP block and stays among the logic around it.
 
     Parameters
     ----------
     lanes : int
         Words hashed in parallel, 1..1024.
     mul_stages : int
-        Register stages per multiplication, 1..4 (default 2), as above.
+        Register stages per multiplication, 1..4 (default 2), as above; unused with
+        ``soft_multipliers``.
+    soft_multipliers : bool
+        Build the products from adder trees in logic (default ``False``: DSP blocks).
     tag_shape : shape-like or None
         Shape of an opaque ``tag`` carried from input to output alongside the
         words (``None``, the default: no ``tag`` field).
 
     Attributes
     ----------
-    lanes, mul_stages, tag_shape
+    lanes, mul_stages, tag_shape, soft_multipliers
         The parameters (read only).
     latency : int
         Cycles from an accepted input to its valid output when nothing stalls:
-        ``3 + 2 * mul_stages``. Throughput: one item per cycle.
+        ``3 + 2 * mul_stages``, or 9 with ``soft_multipliers``. Throughput: one item
+        per cycle.
 
     Members
     -------
@@ -153,9 +185,12 @@ class Mix32(wiring.Component):
         If a parameter is out of range.
     """
 
-    def __init__(self, *, lanes=1, mul_stages=2, tag_shape=None):
+    def __init__(self, *, lanes=1, mul_stages=2, tag_shape=None, soft_multipliers=False):
         self._lanes = _check_int("lanes", lanes, 1, 1024)
         self._mul_stages = _check_int("mul_stages", mul_stages, 1, 4)
+        if not isinstance(soft_multipliers, bool):
+            raise TypeError(f"soft_multipliers must be a bool, not {soft_multipliers!r}")
+        self._soft = soft_multipliers
         self._tag_shape = _check_tag_shape(tag_shape)
         layout = _with_tag({"x": data.ArrayLayout(32, lanes)}, self._tag_shape)
         super().__init__({
@@ -176,7 +211,13 @@ class Mix32(wiring.Component):
         return self._tag_shape
 
     @property
+    def soft_multipliers(self):
+        return self._soft
+
+    @property
     def latency(self):
+        if self._soft:
+            return 3 + len(_tree_ops(_M1)) + len(_tree_ops(_M2))
         return 3 + 2 * self._mul_stages
 
     def elaborate(self, platform):
@@ -184,6 +225,8 @@ class Mix32(wiring.Component):
         copy = (lambda x: x, 32)
 
         def multiply(const):
+            if self._soft:
+                return _tree_ops(const)
             # With two or more stages, the partial products get a register of their own;
             # with three or more, the operand too, one that feeds only the multipliers, so
             # that placement can put it beside them.
@@ -239,7 +282,7 @@ class ReinforceDraws(wiring.Component):
     lanes : int
         Draws per output word, an even number in 2..1024.
     mul_stages : int
-        Register stages per multiplication, 1..4 (default 2), as above.
+        Register stages per multiplication, 1..4 (default 2), as in :class:`Mix32`.
     tag_shape : shape-like or None
         Shape of an opaque ``tag`` carried from request to draws (``None``,
         the default: no ``tag`` field). The update engine's other operands can

@@ -92,10 +92,11 @@ CORNER_WORDS = [0, 1, 0xFFFFFFFF, 0x80000000, 0x7FFFFFFF, 0x0000FFFF, 0xFFFF0000
 
 # -- Mix32 ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("lanes, mul_stages", [(1, 2), (3, 1), (4, 3)])
+@pytest.mark.parametrize("lanes, mul_stages, soft", [(1, 2, False), (3, 1, False), (4, 3, False),
+                                                     (1, 2, True), (3, 2, True)])
 @pytest.mark.parametrize("idle, stall", [(0.0, 0.0), (0.3, 0.4)])
-def test_mix32_random(rng, lanes, mul_stages, idle, stall):
-    dut = Mix32(lanes=lanes, mul_stages=mul_stages, tag_shape=7)
+def test_mix32_random(rng, lanes, mul_stages, soft, idle, stall):
+    dut = Mix32(lanes=lanes, mul_stages=mul_stages, tag_shape=7, soft_multipliers=soft)
     words = [int(x) for x in rng.integers(0, 1 << 32, size=120 * lanes, dtype=np.uint64)]
     words[: len(CORNER_WORDS)] = CORNER_WORDS
     requests = [{"x": words[n * lanes:(n + 1) * lanes], "tag": n % 128} for n in range(120)]
@@ -109,6 +110,12 @@ def test_mix32_random(rng, lanes, mul_stages, idle, stall):
 def test_mix32_latency(mul_stages):
     dut = Mix32(mul_stages=mul_stages)
     assert dut.latency == 3 + 2 * mul_stages
+    assert measure_latency(dut, {"x": [5]}) == dut.latency
+
+
+def test_mix32_soft_multipliers_latency():
+    dut = Mix32(soft_multipliers=True)
+    assert dut.soft_multipliers and dut.latency == 9
     assert measure_latency(dut, {"x": [5]}) == dut.latency
 
 
@@ -128,6 +135,7 @@ def test_mix32_layout():
     ({"mul_stages": 5}, ValueError, "mul_stages must be in 1..4, got 5"),
     ({"tag_shape": "x"}, TypeError, "tag_shape must be None or a shape-like"),
     ({"tag_shape": 0}, ValueError, "at least 1 bit wide"),
+    ({"soft_multipliers": 1}, TypeError, "soft_multipliers must be a bool, not 1"),
 ])
 def test_mix32_bad_arguments(kwargs, exc, words):
     with pytest.raises(exc, match=words):
