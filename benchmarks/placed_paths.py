@@ -195,22 +195,7 @@ def main(argv=None):
         except (OSError, ValueError, KeyError) as e:
             p.error(f"cannot read routed arrival times from {args.report}: {e}")
         return print_routed(nl, args)
-    ends = sorted(nl.endpoints(args.no_lsr), reverse=True)
-    shown, seen = 0, set()
-    for t, name, pin, bit in ends:
-        key = nl.source(name)
-        if key in seen:
-            continue
-        seen.add(key)
-        print(f"{t:6.2f} ns -> {name}.{pin}  [{key}] {nl.loc(name)}")
-        for d_name, d_pin, d_bit in nl.path(bit):
-            print(f"   {nl.arrival[(d_name, d_pin)][0]:6.2f} {nl.cells[d_name]['type']:<12}"
-                  f" {str(nl.loc(d_name)):<10} fan-out {len(nl.sinks[d_bit]):5d}"
-                  f"  {nl.source(d_name)[:70]}  {d_name[:60]}")
-        shown += 1
-        if shown >= args.top:
-            break
-    return 0
+    return print_endpoints(nl, sorted(nl.endpoints(args.no_lsr), reverse=True), args.top)
 
 
 def print_routed(nl, args):
@@ -220,6 +205,11 @@ def print_routed(nl, args):
     print(f"{len(late)} of {len(ends)} endpoints arrive later than {period:.2f} ns "
           f"({args.freq:g} MHz, before setup), from "
           f"{len({nl.source(e[1]) for e in late})} source lines")
+    return print_endpoints(nl, ends, args.top)
+
+
+def print_endpoints(nl, ends, top):
+    """The worst endpoint of each source line (at most ``top``), each with its path."""
     shown, seen = 0, set()
     for t, name, pin, bit in ends:
         key = nl.source(name)
@@ -233,9 +223,10 @@ def print_routed(nl, args):
                   f" {str(nl.loc(d_name)):<10} fan-out {len(nl.sinks[d_bit]):5d}"
                   f"  {nl.source(d_name)[:70]}  {d_name[:60]}")
         shown += 1
-        if shown >= args.top:
+        if shown >= top:
             break
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -579,26 +579,20 @@ class TrainerCore(wiring.Component):
         # Two more register stages, level with the pipelined threshold unit: block RAM
         # outputs (P row, label) are registered as they leave the block RAM, then again, so
         # that the classifier and the selector see them next to the unit's registered `a`.
-        t_valid = Signal()
-        t_z = Signal(signed(zw), reset_less=True)
-        t_k = Signal(range(MW + 1))
-        t_mu = Signal(range(MB + 1))
-        t_last = Signal()
-        t_row = Signal(C, reset_less=True)
-        t_y = Signal(label_bits, reset_less=True)
-        m.d.sync += [t_valid.eq(s1_valid), t_z.eq(s1_z), t_k.eq(s1_k), t_mu.eq(s1_mu),
-                     t_last.eq(s1_last), t_row.eq(p_rd.data), t_y.eq(y_rd.data)]
-        s2_valid = Signal()
-        s2_z = Signal(signed(zw), reset_less=True)
-        s2_k = Signal(range(MW + 1))
-        s2_mu = Signal(range(MB + 1))
-        s2_last = Signal()
-        s2_row = Signal(C, reset_less=True)
-        s2_y = Signal(label_bits, reset_less=True)
+        def stage(prefix, src):
+            regs = {name: Signal.like(value, name=f"{prefix}_{name}",
+                                      reset_less=name in ("z", "row", "y"))
+                    for name, value in src.items()}
+            m.d.sync += [regs[name].eq(value) for name, value in src.items()]
+            return regs
+
+        t = stage("t", {"valid": s1_valid, "z": s1_z, "k": s1_k, "mu": s1_mu, "last": s1_last,
+                        "row": p_rd.data, "y": y_rd.data})
+        s2 = stage("s2", t)
+        s2_valid, s2_z, s2_k, s2_mu, s2_last, s2_row, s2_y = (
+            s2[name] for name in ("valid", "z", "k", "mu", "last", "row", "y"))
         s2_a = thr.o.payload.a
         assert thr.latency == 3
-        m.d.sync += [s2_valid.eq(t_valid), s2_z.eq(t_z), s2_k.eq(t_k), s2_mu.eq(t_mu),
-                     s2_last.eq(t_last), s2_row.eq(t_row), s2_y.eq(t_y)]
         m.d.comb += [
             cls.i.valid.eq(s2_valid),
             cls.i.payload.act.eq(s2_a),
