@@ -7,6 +7,13 @@ from amaranth.sim import Simulator
 from xnorlearn.hw.bank import BankedMemory
 
 
+def _simulate(dut, bench):
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+
+
 @pytest.mark.parametrize("width, depth, row_depth", [
     (8, 1, 4), (16, 5, 8), (24, 40, 16), (37, 100, 32), (64, 130, 64), (512, 70, 16),
 ])
@@ -39,10 +46,7 @@ def test_reads_match_model(rng, width, depth, row_depth, read_latency):
             if we:
                 model[wa] = wd
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    _simulate(dut, bench)
     assert len(checked) == cycles - dut.read_latency
     assert any(checked), "the reads saw written data"
 
@@ -94,10 +98,7 @@ def test_read_enable_holds_the_pipeline(rng, width, depth, row_depth, read_laten
             if we:
                 model[wa] = wd
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    _simulate(dut, bench)
     assert len(checked) > cycles // 2 and any(checked)
 
 
