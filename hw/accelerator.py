@@ -128,7 +128,7 @@ class Accelerator(wiring.Component):
       ``STATUS.phase`` reads ``ERROR`` while the core is idle. Like a refused packet,
       it holds new packets back until ``CONTROL.clear_error`` (or ``soft_reset``).
     * Settling: the core derives its memory layout from the configuration over a few
-      cycles, so a new packet is held back for ``max_layers + 4`` cycles
+      cycles, so a new packet is held back for ``max_layers + 5`` cycles
       (``TrainerCore.config_latency``) after any register write.
     * Range: a ``LAYERS``, ``INPUTS``, ``WIDTH_l`` or ``GAMMA_l`` value wider than the
       core's port reaches the core as 0, so the core refuses the configuration with
