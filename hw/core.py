@@ -15,6 +15,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2, exact_log2
 
+from xnorlearn.hw._arith import adder_tree, shifted_terms
 from xnorlearn.hw._params import check_int as _check_int
 from xnorlearn.hw.bank import BankedMemory
 from xnorlearn.hw.classifier import LocalClassifier
@@ -31,43 +32,6 @@ __all__ = ["TrainerCore", "Opcode", "ErrorCode", "Phase", "AXIS_LAYOUT", "STATUS
 
 #: Payload of the command and response streams (one 32-bit word and ``tlast``).
 AXIS_LAYOUT = data.StructLayout({"data": 32, "last": 1})
-
-def _shifted_terms(value, multiplier, width):
-    """The terms of ``value * multiplier`` (low ``width`` bits) as shifted copies of
-    ``value``: one per set bit of a constant ``multiplier``, or one per bit of a
-    ``multiplier`` signal, zero where that bit is clear."""
-    value = Value.cast(value)
-    if isinstance(multiplier, int):
-        return [(value << i)[:width] for i in range(width) if multiplier >> i & 1]
-    multiplier = Value.cast(multiplier)
-    return [Mux(multiplier[i], (value << i)[:width], 0) for i in range(len(multiplier))
-            if i < width]
-
-
-def _adder_tree(m, terms, width, name, *, en=None, arity=3):
-    """Sum of ``terms`` (low ``width`` bits) through a registered tree: each level adds up
-    to ``arity`` values into a register (enabled by ``en`` when given). Returns the sum
-    and the number of levels (its latency in cycles).
-
-    Products that only feed the sequencer are built this way, not with DSP blocks: those
-    sit in rows of their own, and the trip to them and back takes most of a cycle."""
-    terms = [Value.cast(t) for t in terms] or [Value.cast(0)]
-    levels = 0
-    while levels == 0 or len(terms) > 1:
-        nxt = []
-        for i in range(0, len(terms), arity):
-            r = Signal(width, name=f"{name}_s{levels}_{i // arity}", reset_less=True)
-            total = functools.reduce(operator.add, terms[i:i + arity])
-            stmt = r.eq(total[:width])
-            if en is None:
-                m.d.sync += stmt
-            else:
-                with m.If(en):
-                    m.d.sync += stmt
-            nxt.append(r)
-        terms, levels = nxt, levels + 1
-    return terms[0], levels
-
 
 def _lane_mask(count, lanes):
     """Bit ``n`` set when ``n < count``."""
@@ -320,13 +284,9 @@ class TrainerCore(wiring.Component):
         for l in range(ML):
             k = self.width[l]
             width_m = Signal.like(self.width[l + 1], name=f"cfg_width_m{l}")
-            product, levels = _adder_tree(m, _shifted_terms(width_m, n_w[l], 32), 32,
-                                          f"cfg_product{l}", arity=4)
-            assert levels <= 2, levels
-            for extra in range(2 - levels):    # the same latency for every build
-                delayed = Signal(32, name=f"cfg_product{l}_d{extra}", reset_less=True)
-                m.d.sync += delayed.eq(product)
-                product = delayed
+            # Two cycles whatever the build's widths, so `config_latency` holds.
+            product, _ = adder_tree(m, shifted_terms(width_m, n_w[l], 32), 32,
+                                    f"cfg_product{l}", arity=4, latency=2)
             m.d.comb += words[l].eq(product)
             m.d.sync += [
                 n_w[l].eq((k + P - 1) >> LOGP),
@@ -719,14 +679,8 @@ class TrainerCore(wiring.Component):
             y_rd_cp.en.eq(pf_en),
         ]
         # `k * n_l` in the f1 and f2 stages, by a two-level adder tree.
-        f2_prod, levels = _adder_tree(m, _shifted_terms(pk.k, U_words_m, waddr_bits),
-                                      waddr_bits, "f2_prod", en=pf_en, arity=4)
-        assert levels <= 2, levels
-        if levels == 1:
-            f2_prod_d = Signal(waddr_bits, reset_less=True)
-            with m.If(pf_en):
-                m.d.sync += f2_prod_d.eq(f2_prod)
-            f2_prod = f2_prod_d
+        f2_prod, _ = adder_tree(m, shifted_terms(pk.k, U_words_m, waddr_bits), waddr_bits,
+                                "f2_prod", en=pf_en, arity=4, latency=2)
         with m.If(pf_en):
             m.d.sync += [f0_v.eq(fetch), pf_i.eq(pf_i + fetch),
                          fb_v.eq(f0_v), pk.eq(pick_rd.data),
@@ -863,8 +817,8 @@ class TrainerCore(wiring.Component):
         tag_now = Cat(step, u_l)
         seed_step = Signal(32, reset_less=True)
         m.d.sync += seed_step.eq(step)
-        seed_prod, seed_levels = _adder_tree(m, _shifted_terms(seed_step, GOLDEN, 32), 32,
-                                             "seed_prod")
+        seed_prod, seed_levels = adder_tree(m, shifted_terms(seed_step, GOLDEN, 32), 32,
+                                            "seed_prod")
         seed_key, seed_tag = U_key, tag_now
         for k in range(1 + seed_levels):
             key = Signal(32, name=f"seed_key{k}", reset_less=True)

@@ -21,8 +21,9 @@ from amaranth import Cat, Const, Module, Mux, Shape, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from xnorlearn.sw.golden.prng import DRAW_BITS, GOLDEN, MASK32
+from xnorlearn.hw._arith import shifted_terms
 from xnorlearn.hw._params import check_int as _check_int
+from xnorlearn.sw.golden.prng import DRAW_BITS, GOLDEN, MASK32
 
 __all__ = ["Mix32", "ReinforceDraws"]
 
@@ -102,23 +103,17 @@ def _bits(value, width):
 
 def _tree_ops(const, arity=3):
     """Stages of the low 32 bits of ``x * const`` built from logic: the shifted copies of
-    ``x`` for the set bits of ``const``, added ``arity`` at a time, one level of the
-    tree per register stage. Returns ``(op, width)`` pairs, as :class:`Mix32` uses."""
-    count = bin(const & MASK32).count("1")
-    ops = []
-
-    def first(x):
-        terms = [(x << i)[:32] for i in range(32) if const >> i & 1]
+    ``x`` for the set bits of ``const`` (:func:`~xnorlearn.hw._arith.shifted_terms`),
+    added ``arity`` at a time, one level of the tree per register stage, the partial sums
+    side by side in one value. Returns ``(op, width)`` pairs, as :class:`Mix32` uses."""
+    def sums(terms):
         return Cat(*(_bits(sum(terms[j:j + arity]), 32) for j in range(0, len(terms), arity)))
 
     def level(n):
-        def op(y):
-            parts = [y[32 * j:32 * (j + 1)] for j in range(n)]
-            return Cat(*(_bits(sum(parts[j:j + arity]), 32) for j in range(0, n, arity)))
-        return op
+        return lambda y: sums([y[32 * j:32 * (j + 1)] for j in range(n)])
 
-    n = -(-count // arity)
-    ops.append((first, 32 * n))
+    n = -(-bin(const & MASK32).count("1") // arity)
+    ops = [(lambda x: sums(shifted_terms(x, const, 32)), 32 * n)]
     while n > 1:
         ops.append((level(n), 32 * -(-n // arity)))
         n = -(-n // arity)
