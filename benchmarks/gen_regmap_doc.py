@@ -1,4 +1,4 @@
-"""Write docs/registers.md, the register table of the PYNQ-Z2 build, from hw/regmap.py.
+"""Write docs/registers.md, the register table of the PYNQ-Z2 build, from xnorlearn/contract.py.
 
     python benchmarks/gen_regmap_doc.py [--check] [--out docs/registers.md]
 
@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from xnorlearn.hw.regmap import PYNQ_Z2, markdown_table
+from xnorlearn.contract import PYNQ_Z2, markdown_table
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "docs" / "registers.md"
 

@@ -47,7 +47,7 @@ from amaranth.back import rtlil, verilog  # noqa: E402
 from amaranth.hdl import Value  # noqa: E402
 from amaranth.lib.wiring import In  # noqa: E402
 
-from xnorlearn.hw.regmap import Build  # noqa: E402
+from xnorlearn.contract import Build  # noqa: E402
 from xnorlearn.hw.synth import (DEVICES, ScanWrapper, SynthError, nextpnr_version,  # noqa: E402
                                 place_and_route_ecp5, synthesize_verilog, utilisation,
                                 yosys_version)
@@ -320,7 +320,7 @@ def main(argv=None):
     sub = p.add_subparsers(dest="command", required=True)
     for family, device in (("ecp5", "lfe5u-85f"), ("xc7", "xc7z020")):
         q = sub.add_parser(family, help=f"implement for {device}")
-        g = q.add_argument_group("build parameters (xnorlearn.hw.regmap.Build)")
+        g = q.add_argument_group("build parameters (xnorlearn.contract.Build)")
         defaults = {"lanes": 64, "max_layers": 2, "max_width": 256, "max_fan_in": 1024,
                     "classes": 10, "max_batch": 128, "max_groups": 16}
         for name in BUILD_ARGS:

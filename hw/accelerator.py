@@ -2,17 +2,17 @@
 an AXI4-Lite port and two AXI4-Stream ports.
 
 See ``docs/architecture.md`` for the host protocol and ``docs/registers.md`` for the
-register map (both declared once, in :mod:`xnorlearn.hw.regmap`).
+register map (both declared once, in :mod:`xnorlearn.contract`).
 """
 
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from xnorlearn.contract import Build, ErrorCode, Phase
 from xnorlearn.hw._params import check_int
 from xnorlearn.hw.axil import BUS_PREFIX, AxiLiteRegisters, AxiLiteSignature
 from xnorlearn.hw.core import TrainerCore
-from xnorlearn.hw.regmap import Build, ErrorCode, Phase
 from xnorlearn.hw.slice import RegisterSlice
 
 __all__ = ["AxiStreamSignature", "Accelerator", "core_parameters", "CORE_LIMITS", "ADDR_WIDTH"]
@@ -20,7 +20,7 @@ __all__ = ["AxiStreamSignature", "Accelerator", "core_parameters", "CORE_LIMITS"
 #: Width of the AXI4-Lite addresses: a 4 KiB window.
 ADDR_WIDTH = 12
 
-#: Limits of the TrainerCore narrower than those of :data:`xnorlearn.hw.regmap.LIMITS`.
+#: Limits of the TrainerCore narrower than those of :data:`xnorlearn.contract.LIMITS`.
 CORE_LIMITS = {
     "lanes": "a power of two in 32..1024",
     "max_width": "2..4095",
@@ -36,13 +36,13 @@ def core_parameters(build):
     Raises
     ------
     TypeError
-        If ``build`` is not a :class:`~xnorlearn.hw.regmap.Build`.
+        If ``build`` is not a :class:`~xnorlearn.contract.Build`.
     ValueError
         If the build is one the core cannot implement (:data:`CORE_LIMITS`), naming the
         parameter, its value and what the core allows.
     """
     if not isinstance(build, Build):
-        raise TypeError(f"build must be a xnorlearn.hw.regmap.Build, got {build!r}")
+        raise TypeError(f"build must be a xnorlearn.contract.Build, got {build!r}")
     problems = []
     if build.lanes & (build.lanes - 1):
         problems.append(("lanes", build.lanes))
@@ -143,7 +143,7 @@ class Accelerator(wiring.Component):
     Parameters
     ----------
     build : Build
-        Elaboration parameters (:class:`xnorlearn.hw.regmap.Build`); the core needs
+        Elaboration parameters (:class:`xnorlearn.contract.Build`); the core needs
         ``lanes`` a power of two, ``max_width >= 2``, ``weight_words <= 2**20``,
         ``draw_lanes`` an even divisor of ``lanes`` and ``z_bits`` None.
 
@@ -167,7 +167,7 @@ class Accelerator(wiring.Component):
     Raises
     ------
     TypeError
-        If ``build`` is not a :class:`~xnorlearn.hw.regmap.Build`.
+        If ``build`` is not a :class:`~xnorlearn.contract.Build`.
     ValueError
         If the core cannot implement the build (:func:`core_parameters`).
     """

@@ -1,4 +1,4 @@
-"""AXI4-Lite register file generated from the register map (:mod:`xnorlearn.hw.regmap`)."""
+"""AXI4-Lite register file generated from the register map (:mod:`xnorlearn.contract`)."""
 
 import enum
 
@@ -6,8 +6,8 @@ from amaranth.hdl import Cat, Const, Module, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from xnorlearn.contract import PYNQ_Z2, Access, Build, RegisterMap
 from xnorlearn.hw._params import check_int
-from xnorlearn.hw.regmap import PYNQ_Z2, Access, Build, RegisterMap
 
 __all__ = ["AxiResp", "AxiLiteSignature", "AxiLiteRegisters"]
 
@@ -86,7 +86,7 @@ class AxiLiteRegisters(wiring.Component):
     """The accelerator's register file on an AXI4-Lite subordinate port.
 
     Registers, fields, ports and the bus decoder are all generated from a
-    :class:`~xnorlearn.hw.regmap.RegisterMap`; see that module for the access kinds.
+    :class:`~xnorlearn.contract.RegisterMap`; see that module for the access kinds.
 
     Bus behaviour: AW and W are accepted independently (each into a one-entry
     holding register, ``awready = ~held``); the write happens once both are held and
@@ -106,8 +106,8 @@ class AxiLiteRegisters(wiring.Component):
     Parameters
     ----------
     build : Build, optional
-        The build whose :class:`~xnorlearn.hw.regmap.RegisterMap` to implement;
-        default :data:`~xnorlearn.hw.regmap.PYNQ_Z2`.
+        The build whose :class:`~xnorlearn.contract.RegisterMap` to implement;
+        default :data:`~xnorlearn.contract.PYNQ_Z2`.
     regmap : RegisterMap, optional
         The map itself, instead of ``build``.
     addr_width : int

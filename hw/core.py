@@ -15,18 +15,17 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2, exact_log2
 
+from xnorlearn.contract import LAYER_SHIFT, OPCODE_SHIFT, STATUS_TAG, ErrorCode, Opcode, Phase
 from xnorlearn.hw._arith import adder_tree, shifted_terms
 from xnorlearn.hw._params import check_int as _check_int
 from xnorlearn.hw.bank import BankedMemory
 from xnorlearn.hw.classifier import LocalClassifier
 from xnorlearn.hw.popcount import XnorPopcount
 from xnorlearn.hw.prng import Mix32, ReinforceDraws
-from xnorlearn.hw.regmap import ErrorCode, Phase
 from xnorlearn.hw.selector import GroupSelector
 from xnorlearn.hw.threshold import ThresholdUnit
 from xnorlearn.hw.update import THRESHOLD_BITS, UpdateEngine, UpdateOp
 from xnorlearn.sw.golden.prng import DRAW_BITS, GOLDEN
-from xnorlearn.sw.protocol import STATUS_TAG, Opcode
 
 __all__ = ["TrainerCore", "Opcode", "ErrorCode", "Phase", "AXIS_LAYOUT", "STATUS_TAG"]
 
@@ -959,9 +958,9 @@ class TrainerCore(wiring.Component):
         # The header word is registered before it is decoded (state DECODE).
         hdr = Signal(32)
         hdr_last = Signal()
-        hdr_op = hdr[24:32]
-        hdr_layer = hdr[16:24]
-        hdr_count = hdr[0:16]
+        hdr_op = hdr[OPCODE_SHIFT:]
+        hdr_layer = hdr[LAYER_SHIFT:OPCODE_SHIFT]
+        hdr_count = hdr[:LAYER_SHIFT]
 
         with m.FSM() as fsm:
             m.d.comb += self.busy.eq(~(fsm.ongoing("IDLE") | fsm.ongoing("DISCARD")
@@ -972,7 +971,7 @@ class TrainerCore(wiring.Component):
                     # fw_done = 0: only the pick lists of an accepted TRAIN packet are applied
                     # (an INFER leaves its own behind).
                     m.d.sync += [hdr.eq(s_in.data), hdr_last.eq(s_in.last),
-                                 op.eq(s_in.data[24:32]), io_k.eq(0), *io_v_set(zero=True),
+                                 op.eq(s_in.data[OPCODE_SHIFT:]), io_k.eq(0), *io_v_set(zero=True),
                                  ld_mu.eq(0),
                                  batch_errors.eq(0), resp_i.eq(0), fw_done.eq(0)]
                     m.next = "DECODE"
@@ -1140,7 +1139,8 @@ class TrainerCore(wiring.Component):
 
             with m.State("RESP_STATUS"):
                 m.d.comb += [phase.eq(Phase.RESPOND), self.m_axis.valid.eq(1),
-                             out.data[:24].eq(batch_errors), out.data[24:].eq(op | STATUS_TAG),
+                             out.data[:OPCODE_SHIFT].eq(batch_errors),
+                             out.data[OPCODE_SHIFT:].eq(op | STATUS_TAG),
                              out.last.eq(1)]
                 with m.If(self.m_axis.ready):
                     m.next = "IDLE"

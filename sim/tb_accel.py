@@ -3,7 +3,7 @@
 The :class:`TB` owns the clock, the reset, a cocotbext-axi ``AxiLiteMaster`` on
 ``s_axil`` and an ``AxiStreamSource`` / ``AxiStreamSink`` on ``s_axis`` / ``m_axis``
 (with pause generators for idle cycles and backpressure). Its host methods use only the
-register map (:mod:`xnorlearn.hw.regmap`: offsets, field encodings, error codes) and the
+register map (:mod:`xnorlearn.contract`: offsets, field encodings, error codes) and the
 packet functions of :mod:`xnorlearn.sw.protocol`; nothing is hard-coded.
 
 Every comparison with the golden :class:`~xnorlearn.sw.golden.fast.FastBMLP` goes through
@@ -13,7 +13,7 @@ and reads ``PATTERNS``, ``ERRORS`` and ``STEP`` over AXI4-Lite, and compares the
 :class:`~xnorlearn.sw.verify.Observation` with the golden model's.
 
 Tests (parameters from :func:`~xnorlearn.sim.runner.tb_params`: ``build``, the
-:class:`~xnorlearn.hw.regmap.Build` as a dict; ``networks``, ``batches``; ``widths``,
+:class:`~xnorlearn.contract.Build` as a dict; ``networks``, ``batches``; ``widths``,
 ``batch`` (ranges of the random networks); ``timeout_ms``):
 
 ``test_networks``, ``test_networks_stalls``
@@ -47,7 +47,7 @@ from cocotb.triggers import ClockCycles, SimTimeoutError, with_timeout
 from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFrame,
                            AxiStreamSink, AxiStreamSource)
 
-from xnorlearn.hw.regmap import Build, ErrorCode, Phase, RegisterMap
+from xnorlearn.contract import Build, ErrorCode, Phase, RegisterMap
 from xnorlearn.sim.runner import tb_params
 from xnorlearn.sim.streams import case_rng, record_cases
 from xnorlearn.sim.tb_core import divisors, random_hidden

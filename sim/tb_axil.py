@@ -2,7 +2,7 @@
 """cocotb bench of :class:`xnorlearn.hw.axil.AxiLiteRegisters`, driven by cocotbext-axi.
 
 Parameters (from :func:`xnorlearn.sim.runner.tb_params`): ``build`` (keyword
-arguments of :class:`~xnorlearn.hw.regmap.Build`), ``addr_width``, and ``cases``
+arguments of :class:`~xnorlearn.contract.Build`), ``addr_width``, and ``cases``
 (random bus operations per random test). The bench rebuilds the register map from
 them and checks it against the DUT's port widths.
 
@@ -16,7 +16,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge, with_timeout
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
-from xnorlearn.hw.regmap import Access, Build, RegisterMap
+from xnorlearn.contract import Access, Build, RegisterMap
 from xnorlearn.sim.runner import tb_params
 from xnorlearn.sim.streams import case_rng, record_cases
 

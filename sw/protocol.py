@@ -22,12 +22,12 @@ Word arrays are ``numpy.uint32``. Every function checks its input and raises
 :class:`ValueError` naming the problem and the allowed range.
 """
 
-import enum
 from typing import NamedTuple
 
 import numpy as np
 
-from xnorlearn.hw.regmap import LIMITS
+from xnorlearn.contract import (H_PER_WORD, LIMITS, MAX_COUNT, STATUS_TAG, THETA_MAX, THETA_MIN,
+                                Opcode, header_word, split_header)
 from xnorlearn.sw.packing import pack_pm1, unpack_pm1, words_for
 
 __all__ = [
@@ -40,32 +40,16 @@ __all__ = [
 ]
 
 
-class Opcode(enum.IntEnum):
-    """Packet opcodes (header bits 31..24)."""
-
-    TRAIN = 0x01
-    INFER = 0x02
-    WRITE_H = 0x10
-    READ_H = 0x11
-    WRITE_P = 0x12
-    READ_P = 0x13
-    WRITE_T = 0x14
-    READ_T = 0x15
-
-
 class Header(NamedTuple):
     opcode: Opcode
     layer: int
     count: int
 
 
-STATUS_TAG = 0x80              # bits 31..24 of a status word: 0x80 | opcode
-MAX_COUNT = 0xFFFF             # header count field
 MAX_LAYERS = LIMITS["max_layers"][1]
 MAX_WIDTH = LIMITS["max_width"][1]
 MAX_CLASSES = LIMITS["classes"][1]
-THETA_MIN, THETA_MAX = -(1 << 15), (1 << 15) - 1
-_H_BYTES = 4                   # hidden weights per word
+_H_BYTES = H_PER_WORD
 
 
 # -- validation helpers ---------------------------------------------------------------------
@@ -134,7 +118,7 @@ def encode_header(opcode, layer, count):
     if opcode in (Opcode.TRAIN, Opcode.INFER) and layer != 0:
         raise ValueError(f"layer of a {opcode.name} packet must be 0, got {layer}")
     count = _int("count", count, 1, MAX_COUNT)
-    return (int(opcode) << 24) | (layer << 16) | count
+    return header_word(opcode, layer, count)
 
 
 def decode_header(word):
@@ -146,7 +130,7 @@ def decode_header(word):
         If ``word`` is not a 32-bit word or its fields are not a valid header.
     """
     word = _int("header word", word, 0, 0xFFFFFFFF)
-    opcode, layer, count = word >> 24, (word >> 16) & 0xFF, word & 0xFFFF
+    opcode, layer, count = split_header(word)
     encode_header(opcode, layer, count)     # same checks
     return Header(Opcode(opcode), layer, count)
 

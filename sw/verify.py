@@ -1,10 +1,10 @@
 """``xnorlearn verify``: train the accelerator's RTL in simulation next to the golden model.
 
-The command sizes a :class:`~xnorlearn.hw.regmap.Build` for the network
+The command sizes a :class:`~xnorlearn.contract.Build` for the network
 (:func:`size_build`), generates the Verilog of :class:`~xnorlearn.hw.accelerator.Accelerator`,
 and runs it on Verilator or Icarus through :func:`xnorlearn.sim.runner.run_cocotb` with
 the cocotb test ``test_verify`` of :mod:`xnorlearn.sim.tb_accel`. That bench drives the
-accelerator over its AXI ports as a host would (registers from :mod:`xnorlearn.hw.regmap`,
+accelerator over its AXI ports as a host would (registers from :mod:`xnorlearn.contract`,
 packets from :mod:`xnorlearn.sw.protocol`), trains the same minibatches on the golden
 :class:`~xnorlearn.sw.golden.fast.FastBMLP`, and after every minibatch reads back every
 hidden weight ``H`` and classifier weight ``P`` of every layer, the predictions of an
@@ -219,7 +219,7 @@ class BuildError(ValueError):
 
 
 def size_build(sizes, *, classes, gamma, lanes, batch_size, draw_lanes=None):
-    """The smallest :class:`~xnorlearn.hw.regmap.Build` that trains network ``sizes``.
+    """The smallest :class:`~xnorlearn.contract.Build` that trains network ``sizes``.
 
     Parameters
     ----------
@@ -241,7 +241,7 @@ def size_build(sizes, *, classes, gamma, lanes, batch_size, draw_lanes=None):
         its allowed range and the value the network needs).
     """
     from xnorlearn.hw.accelerator import core_parameters
-    from xnorlearn.hw.regmap import LIMITS, Build
+    from xnorlearn.contract import LIMITS, Build
 
     sizes = [int(k) for k in sizes]
     widths = sizes[1:]

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from xnorlearn.hw.regmap import Build
+from xnorlearn.contract import Build
 from xnorlearn.sw import verify
 from xnorlearn.sw.cli import main
 from xnorlearn.sw.golden import FastBMLP, NetworkConfig

@@ -13,7 +13,7 @@ from amaranth.sim import Simulator
 
 from xnorlearn.hw.accelerator import Accelerator, AxiStreamSignature, core_parameters
 from xnorlearn.hw.axil import AxiLiteSignature
-from xnorlearn.hw.regmap import Build, ErrorCode, Phase, RegisterMap
+from xnorlearn.contract import Build, ErrorCode, Phase, RegisterMap
 from xnorlearn.sim.runner import run_cocotb
 from xnorlearn.sim.tb_accel import VERILATOR_ARGS
 from xnorlearn.sw import protocol
@@ -31,7 +31,7 @@ def test_parameters():
         acc.build = Build()
     assert acc.signature.members["s_axil"].signature == AxiLiteSignature(addr_width=12)
     assert acc.signature.members["s_axis"].signature == AxiStreamSignature()
-    with pytest.raises(TypeError, match=r"build must be a xnorlearn.hw.regmap.Build, got 3"):
+    with pytest.raises(TypeError, match=r"build must be a xnorlearn.contract.Build, got 3"):
         Accelerator(build=3)
     with pytest.raises(TypeError):
         Accelerator(TINY)                   # keyword-only

@@ -10,9 +10,9 @@ from amaranth.back import verilog
 from amaranth.hdl import Value
 from amaranth.sim import Simulator
 
-from xnorlearn.hw import regmap as rm
+from xnorlearn import contract as rm
 from xnorlearn.hw.axil import AxiLiteRegisters, AxiLiteSignature
-from xnorlearn.hw.regmap import PYNQ_Z2, Access, Build, Field, Register, RegisterMap
+from xnorlearn.contract import PYNQ_Z2, Access, Build, Field, Register, RegisterMap
 from xnorlearn.sim.runner import run_cocotb
 from xnorlearn.sim.tb_axil import RegisterModel, random_addresses
 from xnorlearn.sw import protocol
