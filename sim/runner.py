@@ -13,11 +13,16 @@ import shutil
 import sys
 from pathlib import Path
 
-__all__ = ["SIMULATORS", "simulator_path", "export_verilog", "run_cocotb", "tb_params",
+__all__ = ["SIMULATORS", "VERILATOR_ARGS", "FAST_VERILATOR_ARGS", "simulator_path", "export_verilog", "run_cocotb", "tb_params",
            "default_seed", "CocotbFailure"]
 
 SIMULATORS = ("verilator", "icarus")
 DEFAULT_SEED = 12345
+#: Verilator options of the accelerator's benches: only the top-level ports visible (all a
+#: bench uses), and C++ built quickly (``-O0``, for short runs) or optimised (``-O2``, for
+#: long ones).
+VERILATOR_ARGS = ["--no-public-flat-rw", "--public-depth", "1", "-CFLAGS", "-O0"]
+FAST_VERILATOR_ARGS = ["--no-public-flat-rw", "--public-depth", "1", "-CFLAGS", "-O2"]
 
 
 class CocotbFailure(AssertionError):

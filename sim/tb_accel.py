@@ -1,16 +1,19 @@
-"""cocotb bench of :class:`xnorlearn.hw.accelerator.Accelerator`, driven as a host drives it.
+"""cocotb bench of :class:`xnorlearn.hw.accelerator.Accelerator`, driven by the host driver.
 
-The :class:`TB` owns the clock, the reset, a cocotbext-axi ``AxiLiteMaster`` on
-``s_axil`` and an ``AxiStreamSource`` / ``AxiStreamSink`` on ``s_axis`` / ``m_axis``
-(with pause generators for idle cycles and backpressure). Its host methods use only the
-register map (:mod:`xnorlearn.contract`: offsets, field encodings, error codes) and the
-packet functions of :mod:`xnorlearn.sw.protocol`; nothing is hard-coded.
+The :class:`TB` owns the clock, the reset and a
+:class:`~xnorlearn.sim.cocotb_transport.CocotbTransport` (cocotbext-axi bus models on
+``s_axil``, ``s_axis`` and ``m_axis``, with pause generators for idle cycles and
+backpressure). Every host operation (identify, configure, load, train, infer, read
+back, soft reset) is a call of the host driver :class:`xnorlearn.sw.driver.Device`, the
+code that runs on a board, made from a bridge thread (:func:`~xnorlearn.sim.cocotb_transport.run_host`)
+while the simulation runs. Only what a driver would never send (malformed packets,
+register writes at chosen moments) goes through the transport's async methods.
 
 Every comparison with the golden :class:`~xnorlearn.sw.golden.fast.FastBMLP` goes through
-:func:`xnorlearn.sw.verify.compare`: after loading and after every minibatch the bench
-reads back ``H`` and ``P`` of every layer (``READ_H``/``READ_P``), sends an ``INFER``
-and reads ``PATTERNS``, ``ERRORS`` and ``STEP`` over AXI4-Lite, and compares the whole
-:class:`~xnorlearn.sw.verify.Observation` with the golden model's.
+:func:`xnorlearn.sim.observe.compare`: after loading and after every minibatch the bench
+reads back ``H`` and ``P`` of every layer, sends an ``INFER`` and reads ``PATTERNS``,
+``ERRORS`` and ``STEP``, and compares the whole
+:class:`~xnorlearn.sim.observe.Observation` with the golden model's.
 
 Tests (parameters from :func:`~xnorlearn.sim.runner.tb_params`: ``build``, the
 :class:`~xnorlearn.contract.Build` as a dict; ``networks``, ``batches``; ``widths``,
@@ -21,10 +24,13 @@ Tests (parameters from :func:`~xnorlearn.sim.runner.tb_params`: ``build``, the
     saturation corners, thresholds, reinforcement thresholds and ``STEP``), several
     random minibatches each, streams back to back or with idle cycles and
     backpressure; ``STATUS`` and the counters are polled over AXI4-Lite while the
-    accelerator trains.
+    accelerator trains; a few minibatches go through the driver's queued
+    ``train_batches``.
 ``test_bad_inputs``
     Every kind of bad packet and configuration: the right ``ERROR_CODE``, the packet
-    dropped up to ``tlast``, nothing changed, then ``clear_error`` and a good minibatch.
+    dropped up to ``tlast``, nothing changed, then ``clear_error`` and a good minibatch;
+    and the driver's view of a refused packet (:class:`~xnorlearn.sw.driver.PacketRefused`
+    naming the code, weights unchanged).
 ``test_soft_reset``
     ``CONTROL.soft_reset`` a random number of cycles into a minibatch, then a clean
     load and training that match the golden model.
@@ -36,75 +42,54 @@ inputs it checked.
 """
 
 import json
-import logging
 import time
 from pathlib import Path
 
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, SimTimeoutError, with_timeout
-from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFrame,
-                           AxiStreamSink, AxiStreamSource)
+from cocotb.triggers import ClockCycles
 
 from xnorlearn.contract import Build, ErrorCode, Phase, RegisterMap
+from xnorlearn.sim.cocotb_transport import CocotbTransport, run_host
+from xnorlearn.sim.observe import compare, expected_observation, observe
 from xnorlearn.sim.runner import tb_params
 from xnorlearn.sim.streams import case_rng, record_cases
 from xnorlearn.sim.tb_core import divisors, random_hidden
 from xnorlearn.sw import protocol
+from xnorlearn.sw.driver import CYCLE_COUNTERS, Device, PacketRefused
 from xnorlearn.sw.golden import prng
 from xnorlearn.sw.golden.config import NetworkConfig
 from xnorlearn.sw.golden.fast import FastBMLP
-from xnorlearn.sw.verify import (CYCLE_COUNTERS, Observation, compare, expected_observation,
-                                 packet_cycle_limit)
 
-__all__ = ["TB", "Timeout", "VERILATOR_ARGS", "FAST_VERILATOR_ARGS", "random_model", "random_batch",
-           "count_cases"]
+__all__ = ["TB", "random_model", "random_batch", "count_cases"]
 
 CLOCK_NS = 10
-#: Verilator options: only the top-level ports visible (all the bench uses), and C++ built
-#: quickly (``-O0``, for short runs) or optimised (``-O2``, for long ones).
-VERILATOR_ARGS = ["--no-public-flat-rw", "--public-depth", "1", "-CFLAGS", "-O0"]
-FAST_VERILATOR_ARGS = ["--no-public-flat-rw", "--public-depth", "1", "-CFLAGS", "-O2"]
-_COUNTERS = ("PATTERNS", "ERRORS", "STEP") + CYCLE_COUNTERS
-
-
-class Timeout(AssertionError):
-    """A wait on the simulator that ran past its cycle (or wall-clock) limit."""
-
-
-def _pauses(rng, p):
-    while True:
-        yield bool(rng.random() < p)
 
 
 class TB:
-    """Clock, reset, AXI4-Lite master and AXI4-Stream source/sink of an Accelerator, and
-    the host operations built on them.
+    """Clock, reset and the host transport of an Accelerator.
 
     Parameters
     ----------
     dut : cocotb handle
     build : Build
-        The build the DUT was made with (checked against its ``BUILD*`` registers by
-        :meth:`check_identity`).
+        The build the DUT was made with (the driver checks it against the ``BUILD*``
+        registers when it opens the device).
     rng : numpy.random.Generator, optional
         Draws the stalls; needed when ``idle`` or ``backpressure`` is not 0.
-    idle : float
-        Probability of an idle cycle on ``s_axis`` and the AW/W/AR channels.
-    backpressure : float
-        Probability of ``tready`` low on ``m_axis`` and of B/R not ready.
-    deadline : float, optional
-        ``time.time()`` after which any wait fails (a wall-clock limit on top of the
-        cycle limits).
+    idle, backpressure : float
+        Stall probabilities of the bus models (:class:`CocotbTransport`).
+    timeout : float
+        Seconds the driver allows a register access (and adds to each packet's allowance).
     """
 
-    def __init__(self, dut, build, rng=None, *, idle=0.0, backpressure=0.0, deadline=None):
+    def __init__(self, dut, build, rng=None, *, idle=0.0, backpressure=0.0, timeout=60.0):
         self.dut = dut
         self.build = build
         self.regmap = RegisterMap(build)
         self.offsets = self.regmap.offsets()
-        self.deadline = deadline
+        self.timeout = timeout
         dut.rst.value = 1               # not X before the first edge (Icarus)
         for port in ("s_axis__tdata", "m_axis__tdata"):
             if len(getattr(dut, port)) != 32:
@@ -113,42 +98,9 @@ class TB:
             raise AssertionError(f"s_axil address of {len(dut.s_axil__awaddr)} bits cannot "
                                  f"reach the register map ({self.regmap.span} bytes)")
         Clock(dut.clk, CLOCK_NS, unit="ns").start()
-        self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_"), dut.clk, dut.rst)
-        self.source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_"), dut.clk,
-                                      dut.rst, byte_lanes=1)
-        self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis_"), dut.clk, dut.rst,
-                                  byte_lanes=1)
-        for bus in (self.axil.write_if, self.axil.read_if, self.source, self.sink):
-            bus.log.setLevel(logging.WARNING)     # no line per frame
-        if idle or backpressure:
-            if rng is None:
-                raise ValueError("stalls need an rng")
-            self.source.set_pause_generator(_pauses(rng, idle))
-            self.sink.set_pause_generator(_pauses(rng, backpressure))
-            for ch in (self.axil.write_if.aw_channel, self.axil.write_if.w_channel,
-                       self.axil.read_if.ar_channel):
-                ch.set_pause_generator(_pauses(rng, idle))
-            for ch in (self.axil.write_if.b_channel, self.axil.read_if.r_channel):
-                ch.set_pause_generator(_pauses(rng, backpressure))
-        self.reg_reads = 0
-
-    # -- time --------------------------------------------------------------------------------
-
-    def _check_deadline(self, what):
-        if self.deadline is not None and time.time() > self.deadline:
-            raise Timeout(f"wall-clock limit reached while waiting for {what}")
-
-    async def _wait_for(self, condition, cycles, what, chunk=50_000):
-        """Wait until ``condition()`` (checked when the sink gets a frame, and every
-        ``chunk`` cycles against the wall-clock deadline) or fail after ``cycles``."""
-        waited = 0
-        while not condition():
-            if waited >= cycles:
-                raise Timeout(f"no {what} within {cycles} cycles")
-            self._check_deadline(what)
-            step = min(chunk, cycles - waited)
-            await self.sink.wait(step * CLOCK_NS, "ns")
-            waited += step
+        self.transport = CocotbTransport(dut, rng, idle=idle, backpressure=backpressure,
+                                         clock_ns=CLOCK_NS)
+        self.device = None
 
     async def reset(self):
         self.dut.rst.value = 1
@@ -156,161 +108,42 @@ class TB:
         self.dut.rst.value = 0
         await ClockCycles(self.dut.clk, 2)
 
-    # -- registers ---------------------------------------------------------------------------
+    async def open(self):
+        """Open the host driver on the DUT (it checks ``ID``, ``VERSION`` and ``BUILD*``)."""
+        self.device = await run_host(Device, self.transport, build=self.build,
+                                     timeout=self.timeout)
+        return self.device
 
-    async def _bus(self, coro, what, timeout_cycles):
-        self._check_deadline(what)
-        try:
-            return await with_timeout(coro, timeout_cycles * CLOCK_NS, "ns")
-        except SimTimeoutError:
-            raise Timeout(f"no AXI4-Lite response to {what} within {timeout_cycles} "
-                          f"cycles") from None
+    async def host(self, func, *args, **kwargs):
+        """Run blocking host code (driver calls) while the simulation runs."""
+        return await run_host(func, *args, **kwargs)
 
-    async def read_reg(self, name, timeout_cycles=2000):
-        """The word of register ``name`` (AXI4-Lite read, checked OKAY)."""
-        resp = await self._bus(self.axil.read(self.offsets[name], 4), f"the read of {name}",
-                               timeout_cycles)
-        assert resp.resp == 0, f"read of {name}: response {resp.resp}"
-        self.reg_reads += 1
-        return int.from_bytes(resp.data, "little")
+    # -- what a driver would not do: raw register accesses and packets --------------------
 
-    async def write_reg(self, name, value, timeout_cycles=2000):
-        """Write ``value`` to register ``name`` (checked OKAY)."""
-        resp = await self._bus(self.axil.write(self.offsets[name],
-                                               int(value).to_bytes(4, "little")),
-                               f"the write of {name}", timeout_cycles)
-        assert resp.resp == 0, f"write of {name}: response {resp.resp}"
+    async def read_reg(self, name):
+        return await self.transport.aread32(self.offsets[name], timeout=self.timeout)
 
-    async def field(self, register, name):
-        return self.regmap.decode(register, await self.read_reg(register))[name]
+    async def write_reg(self, name, value):
+        await self.transport.awrite32(self.offsets[name], int(value), timeout=self.timeout)
 
     async def status(self):
         """``STATUS`` fields and ``ERROR_CODE`` as one dict."""
         st = self.regmap.decode("STATUS", await self.read_reg("STATUS"))
-        st["error_code"] = await self.field("ERROR_CODE", "error_code")
+        st["error_code"] = self.regmap.decode("ERROR_CODE",
+                                              await self.read_reg("ERROR_CODE"))["error_code"]
         return st
-
-    async def counters(self):
-        return {name: await self.read_reg(name) for name in _COUNTERS}
 
     async def control(self, **fields):
         await self.write_reg("CONTROL", self.regmap.encode("CONTROL", **fields))
 
-    async def check_identity(self):
-        """``ID``, ``VERSION`` and ``BUILD0..3`` read from the DUT match the build."""
-        words = {name: await self.read_reg(name)
-                 for name in ("ID", "VERSION", "BUILD0", "BUILD1", "BUILD2", "BUILD3")}
-        self.regmap.check_build(words)
-        for name, word in words.items():
-            assert word == self.regmap.const_value(name), f"{name} = {word:#x}"
-
-    async def configure(self, model, thresholds=None):
-        """Write the configuration registers of ``model`` (inactive layers 0) and ``STEP``."""
-        cfg = model.config
-        thresholds = model.thresholds if thresholds is None else thresholds
-        await self.write_reg("LAYERS", self.regmap.encode("LAYERS", layers=cfg.layers))
-        await self.write_reg("INPUTS", self.regmap.encode("INPUTS", inputs=cfg.sizes[0]))
-        for l in range(self.build.max_layers):
-            active = l < cfg.layers
-            values = {
-                "WIDTH": cfg.sizes[l + 1] if active else 0,
-                "GAMMA": cfg.gamma[l] if active else 0,
-                "ROBUST": cfg.robustness[l] if active else 0,
-                "THRESH": int(thresholds[l]) if active else 0,
-                "KEY": prng.stream_key(cfg.seed, prng.STREAM_REINFORCE, l) if active else 0,
-            }
-            for reg, value in values.items():
-                name = f"{reg}_{l}"
-                await self.write_reg(name, self.regmap.encode(
-                    name, **{self.regmap[name].fields[0].name: value}))
-        await self.write_reg("STEP", model.step & 0xFFFFFFFF)
-
-    # -- packets -----------------------------------------------------------------------------
-
     async def send(self, words):
-        await self.source.send(AxiStreamFrame([int(w) for w in words]))
+        await self.transport.asend(words, timeout=self.timeout)
 
-    async def wait_sent(self, cycles):
-        """Wait until the source has sent every queued word (up to ``tlast``)."""
-        self._check_deadline("the end of a packet on s_axis")
-        try:
-            await with_timeout(self.source.wait(), cycles * CLOCK_NS, "ns")
-        except SimTimeoutError:
-            raise Timeout(f"s_axis did not take the whole packet within {cycles} cycles "
-                          f"(STATUS {await self.status()})") from None
+    async def wait_sent(self):
+        await self.transport.await_sent(timeout=self.timeout)
 
-    async def receive(self, cycles, what="response"):
-        await self._wait_for(lambda: not self.sink.empty(), cycles, what)
-        return [int(w) for w in self.sink.recv_nowait().tdata]
-
-    async def request(self, words, cycles, what="response"):
-        await self.send(words)
-        return await self.receive(cycles, what)
-
-    @staticmethod
-    def _io_cycles(words):
-        """A bound on the cycles a packet (or a response) of ``words`` words takes."""
-        return 64 * (words + 1) + 10_000
-
-    async def load(self, model):
-        """Configure, then write ``H``, ``P`` and ``T`` of every layer."""
-        await self.configure(model)
-        cfg = model.config
-        for l in range(cfg.layers):
-            for packet in (protocol.write_h_packet(l, model.H[l], h_bits=cfg.h_bits),
-                           protocol.write_p_packet(l, model.P[l]),
-                           protocol.write_t_packet(l, model.theta[l], model.flip[l])):
-                await self.send(packet)
-                await self.wait_sent(self._io_cycles(len(packet)))
-
-    async def read_weights(self, model):
-        """``(H, P)``: lists over the layers, read with READ_H and READ_P."""
-        cfg = model.config
-        H, P = [], []
-        for l in range(cfg.layers):
-            k, fan_in = cfg.sizes[l + 1], cfg.sizes[l]
-            words = await self.request(protocol.read_h_packet(l, k),
-                                       self._io_cycles(k * -(-fan_in // 4)),
-                                       f"READ_H {l} response")
-            H.append(protocol.parse_read_response(protocol.Opcode.READ_H, words, width=k,
-                                                  fan_in=fan_in).astype(np.int64))
-            words = await self.request(protocol.read_p_packet(l, k), self._io_cycles(k),
-                                       f"READ_P {l} response")
-            P.append(protocol.parse_read_response(protocol.Opcode.READ_P, words, width=k,
-                                                  classes=cfg.classes).astype(np.int64))
-        return H, P
-
-    async def train(self, a0, y, classes, cycles):
-        words = await self.request(protocol.train_packet(a0, y, classes=classes), cycles,
-                                   "TRAIN response")
-        return protocol.parse_train_response(words, len(y))
-
-    async def infer(self, a0, y, classes, cycles):
-        words = await self.request(protocol.infer_packet(a0, y, classes=classes), cycles,
-                                   "INFER response")
-        return protocol.parse_infer_response(words, len(y), classes=classes)
-
-    async def observe(self, model, *, train_errors=None, infer=None, cycles):
-        """What the host reads back: weights, the INFER of ``infer`` and the counters."""
-        H, P = await self.read_weights(model)
-        preds = infer_errors = None
-        if infer is not None:
-            preds, infer_errors = await self.infer(*infer, model.config.classes, cycles)
-        return Observation(H=H, P=P, train_errors=train_errors, predictions=preds,
-                           infer_errors=infer_errors, counters=await self.counters())
-
-    async def soft_reset(self):
-        """Stop the stream source and sink (as a host resets its DMA), pulse
-        ``CONTROL.soft_reset``, and restart them."""
-        self.source.assert_reset(True)
-        self.sink.assert_reset(True)
-        await self.control(soft_reset=1)
-        await ClockCycles(self.dut.clk, 2)
-        self.source.clear()
-        while not self.sink.empty():
-            self.sink.recv_nowait()
-        self.source.assert_reset(False)
-        self.sink.assert_reset(False)
+    async def receive(self, max_words=1 << 20):
+        return [int(w) for w in await self.transport.arecv(max_words, timeout=self.timeout)]
 
 
 # -- random networks -------------------------------------------------------------------------
@@ -378,21 +211,21 @@ def count_cases(dut, test_name, **counts):
 
 
 class _Checker:
-    """Trains a golden model and the DUT side by side; every check through ``compare``."""
+    """Trains a golden model and the DUT side by side, the DUT through the host driver;
+    every check through ``compare``."""
 
     def __init__(self, tb, model):
         self.tb = tb
+        self.dev = tb.device
         self.model = model
         self.patterns = 0
         self.errors = 0
         self.minibatches = 0
-        cfg = model.config
-        self.cycles = packet_cycle_limit(tb.build, cfg.sizes, tb.build.max_batch)
 
     async def start(self):
         """Load the model (counters cleared by a soft reset or counted from here)."""
-        await self.tb.load(self.model)
-        self.base = await self.tb.counters()
+        await self.tb.host(self.dev.load, self.model)
+        self.base = await self.tb.host(self.dev.counters)
         mismatch, _ = await self.check(batch=0)
         assert mismatch is None, f"network {self.model.config.sizes}: {mismatch}"
 
@@ -401,29 +234,40 @@ class _Checker:
                                     errors=self.base["ERRORS"] + self.errors, **kw)
 
     async def check(self, batch, train_errors=None, infer=None, corrupt=None):
-        got = await self.tb.observe(self.model, train_errors=train_errors, infer=infer,
-                                    cycles=self.cycles)
+        got = await self.tb.host(observe, self.dev, train_errors=train_errors, infer=infer)
         want = self.expected(train_errors=train_errors, infer=infer)
         if corrupt is not None:
             want = want.corrupted(corrupt["what"], corrupt.get("layer"), corrupt.get("index"))
         return compare(want, got, batch=batch), got
 
-    async def train(self, a0, y, *, infer=None, during=None):
-        """One minibatch on both; returns ``(errors, observation)``; raises on a mismatch.
-        ``during`` (an async callable) runs while the DUT trains."""
-        cfg = self.model.config
-        task = cocotb.start_soon(self.tb.train(a0, y, cfg.classes, self.cycles))
-        if during is not None:
-            await during(task)
-        got_errors = await task
+    def golden(self, a0, y):
         errors = self.model.train_batch(a0, y)
         self.patterns += len(y)
         self.errors += errors
         self.minibatches += 1
+        return errors
+
+    async def train(self, a0, y, *, infer=None, during=None):
+        """One minibatch on both; returns ``(errors, observation)``; raises on a mismatch.
+        ``during`` (an async callable) runs while the DUT trains."""
+        task = cocotb.start_soon(self.tb.host(self.dev.train_batch, a0, y))
+        if during is not None:
+            await during(task)
+        got_errors = await task
+        errors = self.golden(a0, y)
         mismatch, got = await self.check(self.minibatches, train_errors=got_errors,
                                          infer=infer)
-        assert mismatch is None, f"network {cfg.sizes}: {mismatch}"
+        assert mismatch is None, f"network {self.model.config.sizes}: {mismatch}"
         return errors, got
+
+    async def train_queued(self, batches):
+        """Minibatches through the driver's queued ``train_batches`` (the next packet on
+        the stream while one trains), then one check."""
+        got = await self.tb.host(self.dev.train_batches, batches)
+        want = [self.golden(a0, y) for a0, y in batches]
+        assert got == want, f"queued minibatches: errors {got}, golden model {want}"
+        mismatch, _ = await self.check(self.minibatches)
+        assert mismatch is None, f"network {self.model.config.sizes}, queued: {mismatch}"
 
 
 # -- regression tests ------------------------------------------------------------------------
@@ -456,7 +300,7 @@ async def _poll_while(tb, task, rng, stats):
 async def run_networks(dut, name, idle, backpressure):
     params, build, rng, tb = _setup(dut, name, idle=idle, backpressure=backpressure)
     await tb.reset()
-    await tb.check_identity()
+    await tb.open()
     widths = tuple(params.get("widths", (8, 200)))
     batch_range = (1, min(params.get("batch", 128), build.max_batch))
     stats = {"polls": 0}
@@ -476,12 +320,13 @@ async def run_networks(dut, name, idle, backpressure):
             # Random reads between packets: constants and state.
             for reg in rng.choice(["ID", "STATUS", "ERROR_CODE", "CYCLES_IO", "BUILD2"], 2):
                 await tb.read_reg(str(reg))
+        await chk.train_queued([random_batch(rng, model, batch_range) for _ in range(3)])
         minibatches += chk.minibatches
         networks += 1
     st = await tb.status()
     assert not st["error"] and st["phase"] == Phase.IDLE, st
     count_cases(dut, name, networks=networks, minibatches=minibatches,
-                status_polls=stats["polls"], register_reads=tb.reg_reads)
+                status_polls=stats["polls"], register_reads=tb.transport.register_reads)
 
 
 def _timeout_ms(default):
@@ -512,7 +357,7 @@ async def test_bad_inputs(dut):
     ignored, latches BUSY and holds the next packet until clear_error."""
     params, build, rng, tb = _setup(dut, "test_bad_inputs")
     await tb.reset()
-    await tb.check_identity()
+    await tb.open()
     model = random_model(rng, build, widths=tuple(params.get("widths", (8, 200))))
     cfg = model.config
     chk = _Checker(tb, model)
@@ -537,12 +382,12 @@ async def test_bad_inputs(dut):
         if setup is not None:
             await setup()
         await tb.send(packet)
-        await tb.wait_sent(tb._io_cycles(len(packet)))
+        await tb.wait_sent()
         await ClockCycles(dut.clk, 4)
         st = await tb.status()
         assert st["error"] and st["error_code"] == code and st["phase"] == Phase.ERROR, \
             f"{label}: status {st}, expected error {ErrorCode(code).name}"
-        assert tb.sink.empty(), f"{label}: a response to a refused packet"
+        assert tb.transport.sink.empty(), f"{label}: a response to a refused packet"
         if restore is not None:
             await restore()
         await tb.control(clear_error=1)
@@ -568,7 +413,7 @@ async def test_bad_inputs(dut):
         await tb.write_reg(name, value)
 
     def reconfigure():
-        return tb.configure(model)
+        return tb.host(tb.device.configure, cfg, thresholds=model.thresholds, step=model.step)
 
     # Opcodes.
     await expect_error("unknown opcode, header only", [header(bad_opcode, 0, 1)],
@@ -640,34 +485,51 @@ async def test_bad_inputs(dut):
     # Configuration write while busy: ignored, BUSY latched, the next packet held back.
     a0, y = random_batch(rng, model, (build.max_batch, build.max_batch))
     width0 = await tb.read_reg("WIDTH_0")
-    task = cocotb.start_soon(tb.train(a0, y, cfg.classes, chk.cycles))
+    task = cocotb.start_soon(tb.host(tb.device.train_batch, a0, y))
     for _ in range(10_000):
         st = tb.regmap.decode("STATUS", await tb.read_reg("STATUS"))
         if st["phase"] == Phase.FORWARD:
             break
     else:
-        raise Timeout("the accelerator never reached FORWARD")
+        raise AssertionError("the accelerator never reached FORWARD")
     await tb.write_reg("WIDTH_0", width0 ^ 1)        # ignored: the core is busy
     got_errors = await task
-    errors = model.train_batch(a0, y)
+    errors = chk.golden(a0, y)
     assert got_errors == errors, f"TRAIN with a locked write: {got_errors} errors, expected {errors}"
-    chk.patterns += len(y)
-    chk.errors += errors
-    chk.minibatches += 1
     st = await tb.status()
     assert st["error"] and st["error_code"] == ErrorCode.BUSY and st["phase"] == Phase.ERROR, st
     assert await tb.read_reg("WIDTH_0") == width0, "a locked write changed WIDTH_0"
     held = protocol.read_p_packet(0, cfg.sizes[1])
     await tb.send(held)
     await ClockCycles(dut.clk, 200)
-    assert tb.sink.empty() and not tb.source.idle(), "a packet was taken while BUSY is latched"
+    assert tb.transport.sink.empty() and not tb.transport.source.idle(), \
+        "a packet was taken while BUSY is latched"
     await tb.control(clear_error=1)
-    words = await tb.receive(chk.cycles, "READ_P response after clear_error")
+    words = await tb.receive()
     assert np.array_equal(protocol.parse_read_response(Op.READ_P, words, width=cfg.sizes[1],
                                                        classes=cfg.classes), model.P[0])
     mismatch, _ = await chk.check(batch=chk.minibatches)
     assert mismatch is None, f"after the locked write: {mismatch}"
     checked.append("configuration write while busy")
+    await good_minibatch()
+    # The driver's view: a refused packet raises PacketRefused naming the code, the driver
+    # resets the device to a usable state, and nothing changed.
+    for reg, value in (("WIDTH_0", 0), ("LAYERS", build.max_layers + 1)):
+        if value >> tb.regmap[reg].fields[0].width:
+            continue
+        await tb.write_reg(reg, value)
+        try:
+            await tb.host(tb.device.read_p, 0)
+        except PacketRefused as e:
+            assert e.code == ErrorCode.CONFIG and "CONFIG" in str(e), str(e)
+        else:
+            raise AssertionError(f"READ_P with {reg} = {value} was not refused")
+        await reconfigure()
+        chk.base = await tb.host(tb.device.counters)   # the driver's recovery cleared them
+        chk.patterns = chk.errors = 0
+        mismatch, _ = await chk.check(batch=chk.minibatches)
+        assert mismatch is None, f"after a refused packet through the driver: {mismatch}"
+        checked.append(f"driver: {reg} = {value}")
     await good_minibatch()
     st = await tb.status()
     assert not st["error"] and st["phase"] == Phase.IDLE, st
@@ -683,7 +545,7 @@ async def test_soft_reset(dut):
     0; then a clean load and minibatches that match the golden model."""
     params, build, rng, tb = _setup(dut, "test_soft_reset", idle=0.1, backpressure=0.1)
     await tb.reset()
-    await tb.check_identity()
+    await tb.open()
     widths = tuple(params.get("widths", (8, 200)))
     resets = minibatches = 0
     for _ in range(int(params.get("networks", 3))):
@@ -698,10 +560,10 @@ async def test_soft_reset(dut):
         delay = int(rng.integers(1, 2 * len(packet) + 200))
         await ClockCycles(dut.clk, delay)
         phase = tb.regmap.decode("STATUS", await tb.read_reg("STATUS"))["phase"]
-        await tb.soft_reset()
+        await tb.host(tb.device.soft_reset, keep_step=False)
         st = await tb.status()
         assert not st["busy"] and not st["error"] and st["phase"] == Phase.IDLE, st
-        counters = await tb.counters()
+        counters = await tb.host(tb.device.counters)
         assert all(v == 0 for v in counters.values()), f"after soft reset: {counters}"
         resets += 1
         dut._log.info("soft reset %d cycles into a minibatch of %d (phase %s)", delay, len(y),
@@ -742,35 +604,38 @@ async def test_verify(dut):
         progress.write(json.dumps({"event": event, "wall": time.time(), **data}) + "\n")
         progress.flush()
 
+    deadline = v.get("deadline_wall")
+
+    def check_deadline(what):
+        if deadline is not None and time.time() > deadline:
+            raise TimeoutError(f"wall-clock limit reached before {what}")
+
     try:
-        tb = TB(dut, build, deadline=v.get("deadline_wall"))
+        tb = TB(dut, build)
         emit("start")
         await tb.reset()
-        await tb.check_identity()
+        await tb.open()
         model = FastBMLP(NetworkConfig.from_dict(v["config"]))
         data = np.load(v["data"])
         a0_all, y_all = data["a0"], data["y"]
         bs = v["batch_size"]
         chk = _Checker(tb, model)
-        chk.cycles = v["cycle_limit"]
         t0 = time.perf_counter()
-        await tb.load(model)
-        chk.base = await tb.counters()
+        await tb.host(tb.device.load, model)
+        chk.base = await tb.host(tb.device.counters)
         mismatch, _ = await chk.check(batch=0)
         emit("loaded", sim_s=time.perf_counter() - t0, mismatch=mismatch and mismatch.to_dict())
         corrupt = v.get("corrupt")
         for b in range(1, v["batches"] + 1):
             if mismatch is not None:
                 break
+            check_deadline(f"minibatch {b}")
             a0, y = a0_all[(b - 1) * bs:b * bs], y_all[(b - 1) * bs:b * bs]
             t0 = time.perf_counter()
-            before = await tb.counters()
-            got_errors = await tb.train(a0, y, model.config.classes, chk.cycles)
-            after = await tb.counters()
-            errors = model.train_batch(a0, y)
-            chk.patterns += len(y)
-            chk.errors += errors
-            chk.minibatches += 1
+            before = await tb.host(tb.device.counters)
+            got_errors = await tb.host(tb.device.train_batch, a0, y)
+            after = await tb.host(tb.device.counters)
+            chk.golden(a0, y)
             mismatch, got = await chk.check(
                 batch=b, train_errors=got_errors, infer=(a0, y),
                 corrupt=corrupt if corrupt and corrupt.get("batch") == b else None)

@@ -29,187 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
-from xnorlearn.sw.cli import _positive
+from xnorlearn.sw.cliargs import positive as _positive
+from xnorlearn.sw.driver import Mismatch, packet_cycle_limit
 
-__all__ = ["Mismatch", "Observation", "first_difference", "compare", "expected_observation",
-           "size_build", "BuildError", "packet_cycle_limit", "add_arguments", "run", "main",
-           "DEFAULT_TIMEOUT", "COUNTERS", "CYCLE_COUNTERS"]
+__all__ = ["size_build", "BuildError", "add_arguments", "run", "main", "DEFAULT_TIMEOUT"]
 
-#: Counters compared with the golden model (register names).
-COUNTERS = ("PATTERNS", "ERRORS", "STEP")
-#: Counters only reported.
-CYCLE_COUNTERS = ("CYCLES", "CYCLES_FORWARD", "CYCLES_UPDATE", "CYCLES_REINFORCE", "CYCLES_IO")
 #: Default wall-clock limit of the simulation, seconds.
 DEFAULT_TIMEOUT = 1800.0
 _MASK32 = 0xFFFFFFFF
-
-
-# -- comparison (shared with the regression bench) ---------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class Mismatch:
-    """The first difference between what the accelerator gave and the golden model.
-
-    Attributes
-    ----------
-    what : str
-        ``"H"``, ``"P"``, ``"prediction"``, ``"TRAIN errors"``, ``"INFER errors"`` or a
-        counter register (``"PATTERNS"``, ``"ERRORS"``, ``"STEP"``).
-    layer : int or None
-        Hidden layer (from 0) of a weight; ``None`` otherwise.
-    index : tuple of int or None
-        ``(neuron, input)`` of ``H``, ``(neuron, class)`` of ``P``, ``(pattern,)`` of a
-        prediction; ``None`` for a scalar. ``"shape"`` differences give the shapes.
-    expected, got : int or tuple
-    batch : int or None
-        Minibatch after which it was seen (1-based; 0: after loading).
-    """
-
-    what: str
-    layer: object
-    index: object
-    expected: object
-    got: object
-    batch: object = None
-
-    def __str__(self):
-        where = "" if self.batch is None else (
-            "after loading: " if self.batch == 0 else f"after minibatch {self.batch}: ")
-        return (f"{where}{self.what} layer {self.layer}, index {self.index}, "
-                f"expected {self.expected}, got {self.got}")
-
-    def to_dict(self):
-        d = dataclasses.asdict(self)
-        if isinstance(d["index"], tuple):
-            d["index"] = list(d["index"])
-        return d
-
-
-def first_difference(expected, got):
-    """``(index, expected value, got value)`` of the first element (C order) where two
-    arrays differ, ``("shape", expected shape, got shape)`` if their shapes differ, or
-    ``None`` if they are equal."""
-    expected, got = np.asarray(expected), np.asarray(got)
-    if expected.shape != got.shape:
-        return "shape", expected.shape, got.shape
-    diff = np.flatnonzero(expected.reshape(-1) != got.reshape(-1))
-    if diff.size == 0:
-        return None
-    index = np.unravel_index(int(diff[0]), expected.shape)
-    return (tuple(int(i) for i in index), int(expected[index]), int(got[index]))
-
-
-@dataclasses.dataclass
-class Observation:
-    """The accelerator's state as a host reads it after a minibatch (or the golden
-    model's, from :func:`expected_observation`). Fields left ``None`` are not compared.
-
-    Attributes
-    ----------
-    H : list of numpy.ndarray
-        Hidden weights per layer, ``(K_l, K_{l-1})``.
-    P : list of numpy.ndarray
-        Classifier weights per layer, ``(K_l, classes)``, ±1.
-    train_errors : int or None
-        Errors reported by the status word of the TRAIN packet.
-    predictions : numpy.ndarray or None
-        Classes predicted by an INFER packet.
-    infer_errors : int or None
-        Errors reported by the INFER status word.
-    counters : dict
-        ``{register: value}`` of :data:`COUNTERS` (and, only reported, :data:`CYCLE_COUNTERS`).
-    """
-
-    H: list
-    P: list
-    train_errors: object = None
-    predictions: object = None
-    infer_errors: object = None
-    counters: dict = dataclasses.field(default_factory=dict)
-
-    def corrupted(self, what, layer=None, index=None):
-        """A copy with one expected value changed (a test hook that proves a mismatch is
-        reported): ``what`` ``"H"`` (odd weights stay odd), ``"P"``, ``"prediction"`` or a
-        counter name."""
-        H = [np.array(h, copy=True) for h in self.H]
-        P = [np.array(p, copy=True) for p in self.P]
-        preds = None if self.predictions is None else np.array(self.predictions, copy=True)
-        counters = dict(self.counters)
-        index = tuple(index) if index is not None else None
-        if what == "H":
-            H[layer][index] = H[layer][index] + (2 if H[layer][index] < 0 else -2)
-        elif what == "P":
-            P[layer][index] = -P[layer][index]
-        elif what == "prediction":
-            preds[index] = preds[index] + 1
-        else:
-            counters[what] = (counters[what] + 1) & _MASK32
-        return dataclasses.replace(self, H=H, P=P, predictions=preds, counters=counters)
-
-
-def expected_observation(model, *, patterns, errors, train_errors=None, infer=None):
-    """What the accelerator should show for the golden ``model`` in its current state.
-
-    Parameters
-    ----------
-    model : xnorlearn.sw.golden.model.BMLP
-    patterns, errors : int
-        Patterns and last-layer errors trained since the accelerator's counters were
-        cleared (the ``PATTERNS`` / ``ERRORS`` registers; compared mod 2**32).
-    train_errors : int, optional
-        Errors of the last TRAIN packet (its status word).
-    infer : (a0, y), optional
-        The INFER packet sent: the predictions of the golden forward pass and its errors.
-    """
-    preds = infer_errors = None
-    if infer is not None:
-        a0, y = infer
-        preds = np.argmax(model.forward(a0)[-1][2], axis=1).astype(np.int64)
-        infer_errors = int(np.count_nonzero(preds != np.asarray(y)))
-    return Observation(
-        H=[np.asarray(h, dtype=np.int64) for h in model.H],
-        P=[np.asarray(p, dtype=np.int64) for p in model.P],
-        train_errors=train_errors, predictions=preds, infer_errors=infer_errors,
-        counters={"PATTERNS": patterns & _MASK32, "ERRORS": errors & _MASK32,
-                  "STEP": model.step & _MASK32})
-
-
-def compare(expected, got, batch=None):
-    """The first :class:`Mismatch` between two :class:`Observation` s, or ``None``.
-
-    Checked in the order the accelerator produces them: the TRAIN status word, ``H``
-    and ``P`` of each layer (whole matrices, element by element), the INFER predictions
-    and its status word, then the counters :data:`COUNTERS`. A field that is ``None``
-    in ``expected`` is skipped.
-    """
-    def scalar(what, want, have):
-        if want is not None and want != have:
-            return Mismatch(what, None, None, want, have, batch)
-        return None
-
-    found = scalar("TRAIN errors", expected.train_errors, got.train_errors)
-    if found:
-        return found
-    for what, want_layers, got_layers in (("H", expected.H, got.H), ("P", expected.P, got.P)):
-        if len(want_layers) != len(got_layers):
-            return Mismatch(what, None, "layers", len(want_layers), len(got_layers), batch)
-        for layer, (want, have) in enumerate(zip(want_layers, got_layers)):
-            diff = first_difference(want, have)
-            if diff is not None:
-                return Mismatch(what, layer, *diff, batch)
-    if expected.predictions is not None:
-        diff = first_difference(expected.predictions, got.predictions)
-        if diff is not None:
-            return Mismatch("prediction", None, *diff, batch)
-    found = scalar("INFER errors", expected.infer_errors, got.infer_errors)
-    if found:
-        return found
-    for name in COUNTERS:
-        if name in expected.counters:
-            found = scalar(name, expected.counters[name], got.counters.get(name))
-            if found:
-                return found
-    return None
 
 
 # -- build sizing ------------------------------------------------------------------------------
@@ -367,14 +194,6 @@ def _prepare(args):
     return config, build, a0, y, name
 
 
-def packet_cycle_limit(build, sizes, batch_size):
-    """A generous bound on the cycles of one packet of this network."""
-    words = sum(k * -(-kin // build.lanes) for kin, k in zip(sizes, sizes[1:]))
-    io = batch_size * (1 + -(-sizes[0] // 32)) + sum(
-        k * -(-kin // 4) for kin, k in zip(sizes, sizes[1:]))
-    return 8 * (batch_size * words + words * build.max_groups + io) + 200_000
-
-
 def run(args, *, corrupt=None, log=print):
     """Run ``xnorlearn verify`` with parsed ``args``; returns the exit status.
 
@@ -427,7 +246,7 @@ def run(args, *, corrupt=None, log=print):
     log("build: " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(build).items()))
     log(f"step 1: Verilog of the Accelerator and the {args.simulator} build in {build_dir}")
 
-    from xnorlearn.sim.tb_accel import FAST_VERILATOR_ARGS, VERILATOR_ARGS
+    from xnorlearn.sim.runner import FAST_VERILATOR_ARGS, VERILATOR_ARGS
     # Optimised C++ pays for its longer build only on long runs.
     work = args.batches * cycle_limit
     extra_args = (() if args.simulator != "verilator" else

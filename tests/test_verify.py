@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from xnorlearn.contract import Build
+from xnorlearn.sim import observe
 from xnorlearn.sw import verify
 from xnorlearn.sw.cli import main
 from xnorlearn.sw.golden import FastBMLP, NetworkConfig
@@ -73,15 +74,15 @@ def _observation(rng):
     a0 = np.where(rng.random((5, 20)) < 0.5, 1, -1).astype(np.int8)
     y = rng.integers(0, 4, 5)
     errors = model.train_batch(a0, y)
-    return model, verify.expected_observation(model, patterns=5, errors=errors,
+    return model, observe.expected_observation(model, patterns=5, errors=errors,
                                               train_errors=errors, infer=(a0, y))
 
 
 def test_compare_finds_the_first_difference(rng):
     model, want = _observation(rng)
-    assert verify.compare(want, dataclasses.replace(want)) is None
+    assert observe.compare(want, dataclasses.replace(want)) is None
     got = want.corrupted("H", 1, (4, 2))
-    m = verify.compare(want, got, batch=3)
+    m = observe.compare(want, got, batch=3)
     assert (m.what, m.layer, m.index, m.batch) == ("H", 1, (4, 2), 3)
     assert m.expected == int(model.H[1][4, 2]) and abs(m.got - m.expected) == 2
     assert m.got % 2 == 1
@@ -89,18 +90,18 @@ def test_compare_finds_the_first_difference(rng):
                       f"got {m.got}")
     # Two differences: the first in checking order is reported.
     got2 = got.corrupted("H", 0, (8, 19))
-    assert verify.compare(want, got2).layer == 0
-    m = verify.compare(want, want.corrupted("P", 0, (2, 3)))
+    assert observe.compare(want, got2).layer == 0
+    m = observe.compare(want, want.corrupted("P", 0, (2, 3)))
     assert (m.what, m.index, m.expected, m.got) == ("P", (2, 3), model.P[0][2, 3],
                                                     -model.P[0][2, 3])
-    m = verify.compare(want, want.corrupted("prediction", index=(4,)))
+    m = observe.compare(want, want.corrupted("prediction", index=(4,)))
     assert (m.what, m.index) == ("prediction", (4,)) and m.got == m.expected + 1
-    m = verify.compare(want, want.corrupted("STEP"))
+    m = observe.compare(want, want.corrupted("STEP"))
     assert (m.what, m.expected, m.got) == ("STEP", 1, 2)
-    m = verify.compare(want, dataclasses.replace(want, train_errors=want.train_errors + 1))
+    m = observe.compare(want, dataclasses.replace(want, train_errors=want.train_errors + 1))
     assert m.what == "TRAIN errors"
     short = dataclasses.replace(want, H=[want.H[0], want.H[1][:, :3]])
-    assert verify.compare(want, short).index == "shape"
+    assert observe.compare(want, short).index == "shape"
 
 
 # -- end to end on Verilator ---------------------------------------------------------------------

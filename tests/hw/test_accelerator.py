@@ -15,7 +15,7 @@ from xnorlearn.hw.accelerator import Accelerator, AxiStreamSignature, core_param
 from xnorlearn.hw.axil import AxiLiteSignature
 from xnorlearn.contract import Build, ErrorCode, Phase, RegisterMap
 from xnorlearn.sim.runner import run_cocotb
-from xnorlearn.sim.tb_accel import VERILATOR_ARGS
+from xnorlearn.sim.runner import VERILATOR_ARGS
 from xnorlearn.sw import protocol
 
 TINY = Build(lanes=32, max_layers=2, max_width=8, max_fan_in=8, classes=3, max_batch=2,
