@@ -12,28 +12,18 @@ from pathlib import Path
 
 import numpy as np
 
+from xnorlearn.sw.cliargs import int_or_none as _int_or_none
+from xnorlearn.sw.cliargs import positive as _positive
+
 __all__ = ["main", "build_parser"]
 
-DEVICES = ("golden",)
-
-
-def _int_or_none(text):
-    if text.lower() in ("none", "unbounded", "0"):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from None
-
-
-def _positive(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
+DEVICES = ("golden", "sim")
+#: Clock at which device cycles are turned into FPGA throughput by default: the routed
+#: Fmax of the 64-lane build on the ECP5-85F (docs/implementation.md).
+DEFAULT_CLOCK_MHZ = 84.32
+#: Build parameters that ``--device sim`` takes (default: the board build).
+BUILD_OPTIONS = ("lanes", "max_layers", "max_width", "max_fan_in", "max_batch", "max_groups",
+                 "draw_lanes")
 
 
 def build_parser():
@@ -43,7 +33,8 @@ def build_parser():
     t = sub.add_parser("train", help="train a binary MLP and report per-epoch accuracy",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t.add_argument("--device", default="golden", choices=DEVICES,
-                   help="where to train: the bit-exact golden model")
+                   help="where to train: golden (the bit-exact golden model) or sim (the "
+                        "accelerator's Verilog on the simulated board)")
     t.add_argument("--dataset", default="auto",
                    help="fashion-mnist, mnist, synthetic, a directory of IDX files, or auto "
                         "(Fashion-MNIST if installed, else synthetic)")
@@ -74,6 +65,23 @@ def build_parser():
     t.add_argument("--resume", default=None, metavar="MODEL",
                    help="continue from a model file written by an earlier run")
     t.add_argument("--quiet", action="store_true", help="no progress line")
+    d = t.add_argument_group("accelerator devices (sim)")
+    d.add_argument("--golden-check", action=argparse.BooleanOptionalAction, default=True,
+                   help="train the golden model beside the device and compare every weight "
+                        "at the end of each epoch")
+    d.add_argument("--check-every", type=_positive, default=None, metavar="N",
+                   help="also compare every N minibatches")
+    d.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ,
+                   help="FPGA clock for the throughput the device's cycles give")
+    d.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds allowed for a register access, added to each packet's "
+                        "allowance")
+    from xnorlearn.contract import Build
+    board = Build()
+    for name in BUILD_OPTIONS:
+        d.add_argument("--" + name.replace("_", "-"), type=_positive, default=None,
+                       help=f"build parameter {name} of the simulated board "
+                            f"(default {getattr(board, name)}, the board build)")
     from .verify import add_arguments as verify_arguments
     verify_arguments(sub.add_parser(
         "verify", help="train the accelerator's RTL in simulation and compare every weight, "
@@ -116,6 +124,7 @@ def cmd_train(args, parser):
             reinforce_n=args.reinforce_n, init=args.init, seed=args.seed)
     except (TypeError, ValueError) as e:
         _fail(parser, f"bad network configuration: {e}")
+    build = _device_build(args, config, parser) if args.device != "golden" else None
     impl = IMPLEMENTATIONS[args.impl]
     if args.resume:
         try:
@@ -127,6 +136,8 @@ def cmd_train(args, parser):
                           f"{model.config.classes} classes, the dataset has {data.features} "
                           f"and {data.classes}")
         config = model.config
+        if build is not None:
+            build = _device_build(args, config, parser)
     else:
         model = impl(config)
     binarizer = MedianBinarizer().fit(data.x_train)
@@ -136,7 +147,13 @@ def cmd_train(args, parser):
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "binarizer.npy", binarizer.thresholds)
     arch = "-".join(str(k) for k in config.sizes)
-    print(f"xnorlearn train: {args.device} ({args.impl}), {data.name} "
+    device_text = args.device
+    if build is not None:
+        device_text += (f" ({build.lanes} lanes, golden check "
+                        f"{'on' if args.golden_check else 'off'})")
+    else:
+        device_text += f" ({args.impl})"
+    print(f"xnorlearn train: {device_text}, {data.name} "
           f"({len(data.y_train)} train / {len(data.y_test)} test, {data.classes} classes), "
           f"network {arch}, gamma {list(config.gamma)}, R {list(config.robustness)}, "
           f"h_bits {config.h_bits}, z_bits {config.z_bits}, bs {args.batch_size}, "
@@ -144,9 +161,35 @@ def cmd_train(args, parser):
     start = time.perf_counter()
     meta = {"dataset": data.name, "device": args.device, "impl": args.impl,
             "train_patterns": len(data.y_train), "test_patterns": len(data.y_test)}
-    metrics = train(model, arrays, epochs=args.epochs, batch_size=args.batch_size, out_dir=out,
-                    progress=Progress(enabled=not args.quiet), meta=meta,
-                    plot_title=f"{data.name} {arch}, bs {args.batch_size}, seed {config.seed}")
+    clock_mhz = None
+    if build is not None:
+        import dataclasses
+        from .driver import DeviceError
+        from .transport import TransportError
+        clock_mhz = args.clock_mhz
+        meta.update(build=dataclasses.asdict(build), clock_mhz=clock_mhz,
+                    golden_check=args.golden_check)
+        try:
+            model = _open_device(args, build, model)
+        except (DeviceError, TransportError) as e:
+            print(f"xnorlearn train: the {args.device} device failed: {e}", file=sys.stderr)
+            return 1
+    try:
+        metrics = train(model, arrays, epochs=args.epochs, batch_size=args.batch_size,
+                        out_dir=out, progress=Progress(enabled=not args.quiet), meta=meta,
+                        clock_mhz=clock_mhz,
+                        plot_title=f"{data.name} {arch} on {args.device}, bs "
+                                   f"{args.batch_size}, seed {config.seed}")
+    except Exception as e:
+        from .driver import DeviceError
+        from .transport import TransportError
+        if not isinstance(e, (DeviceError, TransportError)):
+            raise
+        print(f"xnorlearn train: stopped: {e}", file=sys.stderr)
+        return 1
+    finally:
+        if build is not None and hasattr(model, "device"):
+            model.device.transport.close()
     if metrics:
         best = max(m["test_accuracy"] for m in metrics)
         print(f"done in {time.perf_counter() - start:.1f} s: final test accuracy "
@@ -155,6 +198,45 @@ def cmd_train(args, parser):
     else:
         print(f"nothing to do: the model has already trained {model.epoch} epochs")
     return 0
+
+
+def _device_build(args, config, parser):
+    """The build of the simulated board: the board build, the dataset's classes, the
+    network's h_bits/z_bits, and any build option given; refused (exit 2) if the network
+    does not fit it."""
+    from xnorlearn.contract import Build
+    from .driver import check_fits
+    if not (args.clock_mhz > 0 and args.clock_mhz < 1000):
+        _fail(parser, f"--clock-mhz must be in (0, 1000), got {args.clock_mhz}")
+    if not args.timeout > 0:
+        _fail(parser, f"--timeout must be a positive number of seconds, got {args.timeout}")
+    given = {name: getattr(args, name) for name in BUILD_OPTIONS
+             if getattr(args, name) is not None}
+    try:
+        build = Build(**{"classes": config.classes, "h_bits": config.h_bits or 8,
+                         "z_bits": config.z_bits, **given})
+    except (TypeError, ValueError) as e:
+        _fail(parser, f"bad build parameter: {e}")
+    try:
+        check_fits(build, config, args.batch_size)
+    except ValueError as e:
+        _fail(parser, f"{e}; choose a larger build with --max-width, --max-fan-in, "
+                      f"--max-batch, ... or a smaller network")
+    return build
+
+
+def _open_device(args, build, model):
+    """The model wrapped around the device ``args.device`` (the simulated board)."""
+    from xnorlearn.sim.fastsim import FastSimTransport
+    from .driver import Device, DeviceModel
+    transport = FastSimTransport(build, progress=lambda text: print(text, flush=True))
+    try:
+        device = Device(transport, build=build, timeout=args.timeout)
+        return DeviceModel(device, model, golden_check=args.golden_check,
+                           check_every=args.check_every)
+    except BaseException:
+        transport.close()
+        raise
 
 
 def main(argv=None):

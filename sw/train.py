@@ -1,8 +1,12 @@
-"""The host-side training loop, shared by every device (golden model today).
+"""The host-side training loop, shared by every device.
 
 A device is any object with the model API of
 :class:`~xnorlearn.sw.golden.model.BMLP`: ``config``, ``epoch``,
-``train_batch(a0, y)``, ``end_epoch()``, ``predict(a0)``, ``save(path)``.
+``train_batch(a0, y)``, ``end_epoch()``, ``predict(a0)``, ``save(path)``: the golden
+model itself, or an accelerator wrapped in :class:`~xnorlearn.sw.driver.DeviceModel`.
+A device that also has ``train_batches(batches, on_batch)`` gets a whole epoch at once
+(so a transport can queue the next packet while one trains), and one with
+``epoch_cycles()`` has its cycle counters recorded per epoch.
 The loop owns what is host side by design: the per-epoch shuffle, the
 binarisation, the reinforcement schedule written at each epoch start, metrics,
 checkpoints and the plot.
@@ -68,7 +72,7 @@ def plot_metrics(metrics, path, title=""):
 
 
 def train(model, data, *, epochs, batch_size, out_dir=None, log=None, progress=None,
-          plot_title="", meta=None):
+          plot_title="", meta=None, clock_mhz=None):
     """Train ``model`` on binarised ``data`` up to ``epochs`` epochs in total.
 
     Parameters
@@ -85,12 +89,17 @@ def train(model, data, *, epochs, batch_size, out_dir=None, log=None, progress=N
         ``accuracy.png`` at the end.
     meta : dict, optional
         Extra entries for ``metrics.json`` (dataset, device, ...).
+    clock_mhz : float, optional
+        For a device with cycle counters: the FPGA clock at which its cycles are
+        converted into ``fpga_samples_per_second``.
 
     Returns
     -------
     list of dict
         One entry per epoch: ``epoch``, ``train_error``, ``test_accuracy``,
-        ``seconds``, ``samples_per_second``.
+        ``seconds``, ``samples_per_second``, ``thresholds``; for a device with cycle
+        counters also ``cycles`` (``CYCLES`` and its split by phase, for the training
+        minibatches of the epoch) and, with ``clock_mhz``, ``fpga_samples_per_second``.
     """
     from .golden import check_batch
     a_train, y_train = check_batch(model.config, data["a_train"], data["y_train"])
@@ -104,17 +113,31 @@ def train(model, data, *, epochs, batch_size, out_dir=None, log=None, progress=N
     if out is not None and (out / "metrics.json").exists() and model.epoch > 0:
         metrics = [m for m in json.loads((out / "metrics.json").read_text())["epochs"]
                    if m["epoch"] <= model.epoch]
+    cycles_of = getattr(model, "epoch_cycles", None)
     while model.epoch < epochs:
         e = model.epoch
         order = epoch_order(seed, e, n)
         start = time.perf_counter()
-        for b in range(0, n, batch_size):
-            idx = order[b:b + batch_size]
-            model.train_batch(a_train[idx], y_train[idx], validate=False)
+        if cycles_of is not None:
+            cycles_of()                 # the epoch's cycles count from here
+
+        def show(b):
             done = min(b + batch_size, n)
             rate = done / max(time.perf_counter() - start, 1e-9)
             progress.update(f"epoch {e + 1}/{epochs} {done:>7}/{n} patterns, {rate:,.0f} patterns/s")
+
+        starts = range(0, n, batch_size)
+        if hasattr(model, "train_batches"):
+            model.train_batches(((a_train[order[b:b + batch_size]],
+                                  y_train[order[b:b + batch_size]]) for b in starts),
+                                on_batch=lambda i, errors: show(starts[i]))
+        else:
+            for b in starts:
+                idx = order[b:b + batch_size]
+                model.train_batch(a_train[idx], y_train[idx], validate=False)
+                show(b)
         train_seconds = time.perf_counter() - start
+        cycles = cycles_of() if cycles_of is not None else None
         train_error = model.end_epoch()
         acc = float(np.mean(model.predict(a_test) == y_test))
         progress.clear()
@@ -122,10 +145,18 @@ def train(model, data, *, epochs, batch_size, out_dir=None, log=None, progress=N
              "seconds": time.perf_counter() - start,
              "samples_per_second": n / train_seconds,
              "thresholds": list(model.thresholds)}
+        fpga = ""
+        if cycles is not None:
+            m["cycles"] = cycles
+            fpga = f", {cycles['CYCLES']:,} cycles"
+            if clock_mhz:
+                m["fpga_samples_per_second"] = n * clock_mhz * 1e6 / max(cycles["CYCLES"], 1)
+                fpga += (f" = {m['fpga_samples_per_second']:,.0f} patterns/s on the FPGA at "
+                         f"{clock_mhz:g} MHz")
         metrics.append(m)
         log(f"epoch {e + 1:3d}/{epochs}  train error {100 * train_error:6.2f}%  "
             f"test accuracy {100 * acc:6.2f}%  ({m['seconds']:.1f} s, "
-            f"{m['samples_per_second']:,.0f} patterns/s)")
+            f"{m['samples_per_second']:,.0f} patterns/s{fpga})")
         if out is not None:
             model.save(out / "model.npz")
             (out / "metrics.json").write_text(json.dumps(
