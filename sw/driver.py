@@ -509,11 +509,12 @@ class Device:
             a0, y = self._batch(a0, y)
             packets.append((protocol.train_packet(a0, y, classes=classes), len(y)))
         depth = 2 if self._transport.queued_sends else 1
+        staged = self._transport.stage([p for p, _ in packets])
         errors = []
         sent = 0
         for i, (packet, n) in enumerate(packets):
             while sent < min(i + depth, len(packets)):
-                self._send(packets[sent][0], "TRAIN", packets[sent][1])
+                self._send(staged[sent], "TRAIN", packets[sent][1])
                 sent += 1
             words = self._recv(1, "TRAIN", n)
             errors.append(self._parse_response(protocol.parse_train_response, words, n))

@@ -95,6 +95,12 @@ class Transport(abc.ABC):
             let it be queued) within ``timeout`` seconds.
         """
 
+    def stage(self, packets):
+        """Prepare many packets to be sent one after another (a DMA transport copies them
+        into one contiguous buffer once); returns, for each, what :meth:`send` takes in
+        its place. By default the packets themselves."""
+        return [as_words(p) for p in packets]
+
     @abc.abstractmethod
     def wait_sent(self, *, timeout):
         """Return when the device has taken every word passed to :meth:`send`.
