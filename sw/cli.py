@@ -226,16 +226,16 @@ def _device_build(args, config, parser):
 
 
 def _open_device(args, build, model):
-    """The model wrapped around the device ``args.device`` (the simulated board)."""
-    from xnorlearn.sim.fastsim import FastSimTransport
-    from .driver import Device, DeviceModel
-    transport = FastSimTransport(build, progress=lambda text: print(text, flush=True))
+    """The model wrapped around the device ``args.device``."""
+    from .devices import open_device
+    from .driver import DeviceModel
+    device = open_device(args.device, build=build, timeout=args.timeout,
+                         progress=lambda text: print(text, flush=True))
     try:
-        device = Device(transport, build=build, timeout=args.timeout)
         return DeviceModel(device, model, golden_check=args.golden_check,
                            check_every=args.check_every)
     except BaseException:
-        transport.close()
+        device.transport.close()
         raise
 
 

@@ -658,17 +658,32 @@ class DeviceModel:
     def train_batch(self, a0, y, validate=True):
         errors = self._device.train_batch(a0, y)
         self._account(errors, a0, y)
+        if self._check_due():
+            self.check()
         return errors
 
     def train_batches(self, batches, on_batch=None):
-        """Train minibatches with the next packet queued while one trains."""
+        """Train minibatches with the next packet queued while one trains; the queue is
+        drained before each check of ``check_every``."""
         batches = list(batches)
+        i = 0
+        while i < len(batches):
+            n = len(batches) - i
+            if self._golden and self._check_every:
+                n = min(n, self._check_every - self._batches % self._check_every)
 
-        def done(i, errors):
-            self._account(errors, *batches[i])
-            if on_batch is not None:
-                on_batch(i, errors)
-        return self._device.train_batches(batches, on_batch=done)
+            def done(j, errors, base=i):
+                self._account(errors, *batches[base + j])
+                if on_batch is not None:
+                    on_batch(base + j, errors)
+            self._device.train_batches(batches[i:i + n], on_batch=done)
+            i += n
+            if self._check_due():
+                self.check()
+
+    def _check_due(self):
+        return bool(self._golden and self._check_every
+                    and self._batches % self._check_every == 0)
 
     def _account(self, errors, a0, y):
         if self._golden:
@@ -679,8 +694,6 @@ class DeviceModel:
         else:
             self._shadow._count(errors, len(y))
         self._batches += 1
-        if self._golden and self._check_every and self._batches % self._check_every == 0:
-            self.check()
 
     def check(self):
         """Compare every weight with the golden model; raise on the first difference."""

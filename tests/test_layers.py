@@ -8,7 +8,8 @@ inside functions alike) and checked against the layers, bottom to top:
 2. the gateware (``xnorlearn.hw``) beside the host software (the rest of ``xnorlearn.sw``):
    neither imports the other;
 3. simulation and boards (``xnorlearn.sim``, ``xnorlearn.boards``);
-4. the command line (``xnorlearn.sw.cli``, ``xnorlearn.sw.verify``).
+4. the command line and device opening (``xnorlearn.sw.cli``, ``xnorlearn.sw.verify``,
+   ``xnorlearn.sw.devices``).
 """
 
 import ast
@@ -19,7 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"xnorlearn": "xnorlearn", "xnorlearn.sw": "sw", "xnorlearn.hw": "hw",
             "xnorlearn.sim": "sim", "xnorlearn.boards": "boards"}
-TOP = {"xnorlearn.sw.cli", "xnorlearn.sw.verify"}
+TOP = {"xnorlearn.sw.cli", "xnorlearn.sw.verify", "xnorlearn.sw.devices"}
 
 
 def layer(module):
