@@ -72,7 +72,7 @@ def plot_metrics(metrics, path, title=""):
 
 
 def train(model, data, *, epochs, batch_size, out_dir=None, log=None, progress=None,
-          plot_title="", meta=None, clock_mhz=None):
+          plot_title="", meta=None, clock_mhz=None, on_epoch=None):
     """Train ``model`` on binarised ``data`` up to ``epochs`` epochs in total.
 
     Parameters
@@ -92,6 +92,8 @@ def train(model, data, *, epochs, batch_size, out_dir=None, log=None, progress=N
     clock_mhz : float, optional
         For a device with cycle counters: the FPGA clock at which its cycles are
         converted into ``fpga_samples_per_second``.
+    on_epoch : callable, optional
+        Called with the list of epoch metrics after each epoch (a live plot, say).
 
     Returns
     -------
@@ -163,6 +165,8 @@ def train(model, data, *, epochs, batch_size, out_dir=None, log=None, progress=N
                 {**(meta or {}), "config": model.config.to_dict(), "batch_size": batch_size,
                  "epochs": metrics},
                 indent=1))
+        if on_epoch is not None:
+            on_epoch(metrics)
     if out is not None and metrics:
         plot_metrics(metrics, out / "accuracy.png", title=plot_title)
     return metrics
