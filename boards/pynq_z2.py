@@ -1,23 +1,27 @@
-"""PYNQ-Z2 board (TUL): Zynq-7020 (xc7z020clg400-1), fabric pins only.
+"""PYNQ-Z2 (TUL) and PYNQ-Z1 (Digilent) boards: Zynq-7020 (xc7z020clg400-1), fabric pins only.
 
-Pin names and locations follow TUL's PYNQ-Z2 master XDC (v1.0); the board shares its
-clock, LED, button, switch and Pmod pins with the Arty Z7-20 (amaranth-boards'
-``arty_z7.py``) and differs in its audio codec (ADAU1761 instead of a PWM output).
+Pin names and locations follow TUL's PYNQ-Z2 master XDC (v1.0) and Digilent's PYNQ-Z1
+master XDC; the two boards share their clock, LED, button, switch, Pmod and
+Arduino-header pins with each other and with the Arty Z7-20 (amaranth-boards'
+``arty_z7.py``), so both are built on one private base, as amaranth-boards does for
+board families. They differ in audio: the PYNQ-Z2 has an
+ADAU1761 codec, the PYNQ-Z1 a PWM output with a shutdown pin.
 
 As with every Zynq board in amaranth-boards, the processing system (PS7, its DDR and
 MIO pins) is not described here: a design that talks to the ARM cores over AXI
-instantiates the ``PS7`` primitive or sits in a Vivado block design. Only Vivado can
-build a bitstream for this part; ``build(..., do_build=False)`` writes the complete
-Vivado project script (Tcl, XDC, Verilog) without it. There is no ``toolchain_program``:
-on the board, PYNQ loads a bitstream with ``pynq.Bitstream(path).download()``.
+instantiates the ``PS7`` primitive or sits in a Vivado block design
+(:mod:`xnorlearn.boards.pynq_overlay` writes one). Only Vivado can build a bitstream
+for this part; ``build(..., do_build=False)`` writes the complete Vivado project script
+(Tcl, XDC, Verilog) without it. There is no ``toolchain_program``: on the board, PYNQ
+loads a bitstream with ``pynq.Bitstream(path).download()``.
 """
 
-from amaranth.build import Attrs, Clock, Connector, Pins, Resource, Subsignal
+from amaranth.build import Attrs, Clock, Connector, Pins, PinsN, Resource, Subsignal
 from amaranth.vendor import XilinxPlatform
 from amaranth_boards.resources import (ButtonResources, LEDResources, RGBLEDResource,
                                        SwitchResources)
 
-__all__ = ["PYNQ_Z2_Platform"]
+__all__ = ["PYNQ_Z1_Platform", "PYNQ_Z2_Platform"]
 
 
 class _PYNQPlatform(XilinxPlatform):
@@ -49,17 +53,6 @@ class _PYNQPlatform(XilinxPlatform):
         *ButtonResources(                                       # BTN0..BTN3
             pins="D19 D20 L20 L19",
             attrs=Attrs(IOSTANDARD="LVCMOS33")),
-
-        Resource("audio_codec", 0,                              # ADAU1761
-            Subsignal("mclk", Pins("U5", dir="o")),
-            Subsignal("bclk", Pins("R18", dir="o")),
-            Subsignal("lrclk", Pins("T17", dir="o")),
-            Subsignal("sdata_o", Pins("G18", dir="o")),         # to the codec's DAC
-            Subsignal("sdata_i", Pins("F17", dir="i")),         # from the codec's ADC
-            Subsignal("scl", Pins("U9", dir="io")),
-            Subsignal("sda", Pins("T9", dir="io")),
-            Subsignal("addr", Pins("M17 M18", dir="o")),
-            Attrs(IOSTANDARD="LVCMOS33")),
     ]
     connectors  = [
         Connector("pmod", 0, "Y18 Y19 Y16 Y17 - - U18 U19 W18 W19 - -"),  # JA
@@ -79,3 +72,27 @@ class PYNQ_Z2_Platform(_PYNQPlatform):
     """PYNQ-Z2: xc7z020clg400-1 with 53,200 LUT6, 106,400 FF, 140 RAMB36, 220 DSP48E1."""
 
     device      = "xc7z020"
+    resources   = _PYNQPlatform.resources + [
+        Resource("audio_codec", 0,                              # ADAU1761
+            Subsignal("mclk", Pins("U5", dir="o")),
+            Subsignal("bclk", Pins("R18", dir="o")),
+            Subsignal("lrclk", Pins("T17", dir="o")),
+            Subsignal("sdata_o", Pins("G18", dir="o")),         # to the codec's DAC
+            Subsignal("sdata_i", Pins("F17", dir="i")),         # from the codec's ADC
+            Subsignal("scl", Pins("U9", dir="io")),
+            Subsignal("sda", Pins("T9", dir="io")),
+            Subsignal("addr", Pins("M17 M18", dir="o")),
+            Attrs(IOSTANDARD="LVCMOS33")),
+    ]
+
+
+class PYNQ_Z1_Platform(_PYNQPlatform):
+    """PYNQ-Z1: the same xc7z020clg400-1 as the PYNQ-Z2, with a PWM audio output."""
+
+    device      = "xc7z020"
+    resources   = _PYNQPlatform.resources + [
+        Resource("audio", 0,
+            Subsignal("pwm", Pins("R18", dir="o")),
+            Subsignal("sd", PinsN("T17", dir="o")),             # low: amplifier shut down
+            Attrs(IOSTANDARD="LVCMOS33")),
+    ]
