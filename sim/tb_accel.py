@@ -55,14 +55,13 @@ from xnorlearn.sim.cocotb_transport import CocotbTransport, run_host
 from xnorlearn.sim.observe import compare, expected_observation, observe
 from xnorlearn.sim.runner import tb_params
 from xnorlearn.sim.streams import case_rng, record_cases
-from xnorlearn.sim.tb_core import divisors, random_hidden
+from xnorlearn.sim.random_networks import random_batch, random_model
 from xnorlearn.sw import protocol
 from xnorlearn.sw.driver import CYCLE_COUNTERS, Device, PacketRefused
-from xnorlearn.sw.golden import prng
 from xnorlearn.sw.golden.config import NetworkConfig
 from xnorlearn.sw.golden.fast import FastBMLP
 
-__all__ = ["TB", "random_model", "random_batch", "count_cases"]
+__all__ = ["TB", "count_cases"]
 
 CLOCK_NS = 10
 
@@ -144,49 +143,6 @@ class TB:
 
     async def receive(self, max_words=1 << 20):
         return [int(w) for w in await self.transport.arecv(max_words, timeout=self.timeout)]
-
-
-# -- random networks -------------------------------------------------------------------------
-
-def random_model(rng, build, *, widths=(8, 200)):
-    """A random :class:`FastBMLP` that fits ``build``: 1..``max_layers`` layers, widths in
-    ``widths`` (clipped to the build), a random gamma with at most ``max_groups`` groups,
-    r, seed, weights (saturation corners included), thresholds ``theta``/``flip`` (a third
-    of the networks), reinforcement thresholds and ``step``."""
-    lo, hi = widths
-    layers = int(rng.integers(1, build.max_layers + 1))
-    k0 = int(rng.integers(min(lo, build.max_fan_in), min(hi, build.max_fan_in) + 1))
-    ks = [int(rng.integers(min(lo, build.max_width), min(hi, build.max_width) + 1))
-          for _ in range(layers)]
-    gammas = []
-    for k in ks:
-        ok = [d for d in divisors(k) if -(-k // d) <= build.max_groups]
-        gammas.append(int(rng.choice(ok)))
-    cfg = NetworkConfig(sizes=(k0, *ks), classes=build.classes, gamma=tuple(gammas),
-                        r=float(rng.choice([0.0, 0.25, 0.5, 1.0, 2.0])), h_bits=build.h_bits,
-                        seed=int(rng.integers(0, 1 << 32)))
-    model = FastBMLP(cfg)
-    h_max = cfg.h_max
-    for l in range(layers):
-        model.H[l] = random_hidden(rng, model.H[l].shape, h_max)
-        if rng.random() < 1 / 3:
-            model.theta[l] = rng.integers(-cfg.sizes[l] // 4, cfg.sizes[l] // 4 + 1,
-                                          size=ks[l]).astype(np.int32)
-            model.flip[l] = rng.random(ks[l]) < 0.2
-    model._sync()
-    model.thresholds = [int(rng.choice([0, prng.DRAW_ONE, int(rng.integers(0, 20000)),
-                                        int(rng.integers(0, prng.DRAW_ONE + 1))]))
-                        for _ in range(layers)]
-    model.step = int(rng.choice([0, int(rng.integers(0, 1 << 20)), (1 << 32) - 1]))
-    return model
-
-
-def random_batch(rng, model, batch_range):
-    lo, hi = batch_range
-    bs = int(rng.integers(lo, hi + 1))
-    a0 = np.where(rng.random((bs, model.config.sizes[0])) < 0.5, 1, -1).astype(np.int8)
-    y = rng.integers(0, model.config.classes, size=bs)
-    return a0, y
 
 
 # -- bookkeeping -----------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
 from xnorlearn.hw.core import AXIS_LAYOUT
+from xnorlearn.sim.random_networks import divisors, random_hidden
 from xnorlearn.sim.runner import tb_params
 from xnorlearn.sim.streams import StreamSink, StreamSource, case_rng, record_cases
 from xnorlearn.sw.golden import prng
@@ -39,7 +40,7 @@ from xnorlearn.sw.golden.fast import FastBMLP
 
 __all__ = ["TRAIN", "INFER", "WRITE_H", "READ_H", "WRITE_P", "READ_P", "WRITE_T", "READ_T",
            "header", "write_h_packet", "parse_h", "write_p_packet", "parse_p", "train_packet",
-           "config_values", "divisors", "random_hidden", "random_model", "random_batch", "Scenario", "TB", "LeanHost",
+           "config_values", "random_model", "random_batch", "Scenario", "TB", "LeanHost",
            "configure", "run_benchmark"]
 
 CLOCK_NS = 10
@@ -108,24 +109,6 @@ def config_values(model):
         "key": [prng.stream_key(cfg.seed, prng.STREAM_REINFORCE, l) for l in range(cfg.layers)],
         "step": int(model.step),
     }
-
-
-def divisors(n):
-    """The divisors of ``n``, in increasing order."""
-    return [d for d in range(1, n + 1) if n % d == 0]
-
-
-def random_hidden(rng, shape, h_max):
-    """Random odd hidden weights of ``shape`` in ``-h_max .. h_max``: small ones, uniform
-    ones, or only the saturation corners and their neighbours (one kind per call)."""
-    kind = rng.integers(3)
-    if kind == 0:
-        h = 2 * rng.integers(-2, 2, size=shape) + 1
-    elif kind == 1:
-        h = 2 * rng.integers(-(h_max + 1) // 2, (h_max + 1) // 2, size=shape) + 1
-    else:
-        h = rng.choice([-h_max, -h_max + 2, -1, 1, h_max - 2, h_max], size=shape)
-    return h.astype(np.int32)
 
 
 def random_model(rng, build):
