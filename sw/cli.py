@@ -17,7 +17,7 @@ from xnorlearn.sw.cliargs import positive as _positive
 
 __all__ = ["main", "build_parser"]
 
-DEVICES = ("golden", "sim")
+DEVICES = ("golden", "sim", "pynq", "ulx3s")
 #: Clock at which device cycles are turned into FPGA throughput by default: the routed
 #: Fmax of the 64-lane build on the ECP5-85F (docs/implementation.md).
 DEFAULT_CLOCK_MHZ = 84.32
@@ -33,8 +33,9 @@ def build_parser():
     t = sub.add_parser("train", help="train a binary MLP and report per-epoch accuracy",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t.add_argument("--device", default="golden", choices=DEVICES,
-                   help="where to train: golden (the bit-exact golden model) or sim (the "
-                        "accelerator's Verilog on the simulated board)")
+                   help="where to train: golden (the bit-exact golden model), sim (the "
+                        "accelerator's Verilog on the simulated board), pynq (a PYNQ board, "
+                        "--overlay) or ulx3s (a ULX3S board on --port)")
     t.add_argument("--dataset", default="auto",
                    help="fashion-mnist, mnist, synthetic, a directory of IDX files, or auto "
                         "(Fashion-MNIST if installed, else synthetic)")
@@ -65,7 +66,11 @@ def build_parser():
     t.add_argument("--resume", default=None, metavar="MODEL",
                    help="continue from a model file written by an earlier run")
     t.add_argument("--quiet", action="store_true", help="no progress line")
-    d = t.add_argument_group("accelerator devices (sim)")
+    d = t.add_argument_group("accelerator devices (sim, pynq, ulx3s)")
+    d.add_argument("--overlay", default=None, metavar="BIT",
+                   help="pynq: the overlay's .bit (its .hwh and .json beside it)")
+    d.add_argument("--port", default=None, help="ulx3s: the board's serial port")
+    d.add_argument("--baud", type=_positive, default=3_000_000, help="ulx3s: serial baud rate")
     d.add_argument("--golden-check", action=argparse.BooleanOptionalAction, default=True,
                    help="train the golden model beside the device and compare every weight "
                         "at the end of each epoch")
@@ -124,7 +129,13 @@ def cmd_train(args, parser):
             reinforce_n=args.reinforce_n, init=args.init, seed=args.seed)
     except (TypeError, ValueError) as e:
         _fail(parser, f"bad network configuration: {e}")
-    build = _device_build(args, config, parser) if args.device != "golden" else None
+    device = args.device != "golden"
+    if args.device == "pynq" and not args.overlay:
+        _fail(parser, "--device pynq needs --overlay DIR/xnorlearn.bit (written by "
+                      "'xnorlearn overlay' and built with Vivado)")
+    if args.device == "ulx3s" and not args.port:
+        _fail(parser, "--device ulx3s needs --port (e.g. /dev/ttyUSB0)")
+    build = _device_build(args, config, parser) if args.device == "sim" else None
     impl = IMPLEMENTATIONS[args.impl]
     if args.resume:
         try:
@@ -136,7 +147,7 @@ def cmd_train(args, parser):
                           f"{model.config.classes} classes, the dataset has {data.features} "
                           f"and {data.classes}")
         config = model.config
-        if build is not None:
+        if args.device == "sim":
             build = _device_build(args, config, parser)
     else:
         model = impl(config)
@@ -148,9 +159,9 @@ def cmd_train(args, parser):
     np.save(out / "binarizer.npy", binarizer.thresholds)
     arch = "-".join(str(k) for k in config.sizes)
     device_text = args.device
-    if build is not None:
-        device_text += (f" ({build.lanes} lanes, golden check "
-                        f"{'on' if args.golden_check else 'off'})")
+    if device:
+        lanes = f"{build.lanes} lanes, " if build is not None else ""
+        device_text += f" ({lanes}golden check {'on' if args.golden_check else 'off'})"
     else:
         device_text += f" ({args.impl})"
     print(f"xnorlearn train: {device_text}, {data.name} "
@@ -162,18 +173,20 @@ def cmd_train(args, parser):
     meta = {"dataset": data.name, "device": args.device, "impl": args.impl,
             "train_patterns": len(data.y_train), "test_patterns": len(data.y_test)}
     clock_mhz = None
-    if build is not None:
+    if device:
         import dataclasses
         from .driver import DeviceError
         from .transport import TransportError
-        clock_mhz = args.clock_mhz
-        meta.update(build=dataclasses.asdict(build), clock_mhz=clock_mhz,
-                    golden_check=args.golden_check)
         try:
             model = _open_device(args, build, model)
         except (DeviceError, TransportError) as e:
             print(f"xnorlearn train: the {args.device} device failed: {e}", file=sys.stderr)
             return 1
+        except ValueError as e:         # the network does not fit the device's build
+            _fail(parser, str(e))
+        clock_mhz = getattr(model.device.transport, "clock_mhz", None) or args.clock_mhz
+        meta.update(build=dataclasses.asdict(model.device.build), clock_mhz=clock_mhz,
+                    golden_check=args.golden_check)
     try:
         metrics = train(model, arrays, epochs=args.epochs, batch_size=args.batch_size,
                         out_dir=out, progress=Progress(enabled=not args.quiet), meta=meta,
@@ -188,7 +201,7 @@ def cmd_train(args, parser):
         print(f"xnorlearn train: stopped: {e}", file=sys.stderr)
         return 1
     finally:
-        if build is not None and hasattr(model, "device"):
+        if device and hasattr(model, "device"):
             model.device.transport.close()
     if metrics:
         best = max(m["test_accuracy"] for m in metrics)
@@ -229,7 +242,8 @@ def _open_device(args, build, model):
     """The model wrapped around the device ``args.device``."""
     from .devices import open_device
     from .driver import DeviceModel
-    device = open_device(args.device, build=build, timeout=args.timeout,
+    device = open_device(args.device, build=build, overlay=args.overlay, port=args.port,
+                         baud=args.baud, timeout=args.timeout,
                          progress=lambda text: print(text, flush=True))
     try:
         return DeviceModel(device, model, golden_check=args.golden_check,

@@ -28,3 +28,10 @@ def build_root(tmp_path_factory):
         os.makedirs(root, exist_ok=True)
         return root
     return str(tmp_path_factory.mktemp("sim_build"))
+
+
+@pytest.fixture(scope="session")
+def fastsim_cache(tmp_path_factory):
+    """Cache of simulated-board programs shared by the session's tests (``XNORLEARN_CACHE``
+    if set, so that a developer's warm cache is reused; else a fresh directory)."""
+    return os.environ.get("XNORLEARN_CACHE") or str(tmp_path_factory.mktemp("fastsim-cache"))

@@ -22,13 +22,13 @@ from xnorlearn.sw.driver import (BuildMismatch, Device, DeviceError, DeviceModel
 from xnorlearn.sw.golden import FastBMLP, NetworkConfig
 from xnorlearn.sw.transport import TransportError
 
-BUILD = Build(lanes=32, max_layers=2, max_width=64, max_fan_in=128, classes=6, max_batch=16,
+BUILD = Build(lanes=32, max_layers=2, max_width=64, max_fan_in=128, classes=4, max_batch=16,
               max_groups=8)
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return os.environ.get("XNORLEARN_CACHE") or str(tmp_path_factory.mktemp("fastsim-cache"))
+def cache(fastsim_cache):
+    return fastsim_cache
 
 
 @pytest.fixture
@@ -92,7 +92,7 @@ def test_read_into_gives_the_whole_state(board):
 def test_identity_checked(board):
     dev = _open(board)
     assert dev.build == BUILD
-    other = Build(lanes=32, max_layers=2, max_width=64, max_fan_in=128, classes=6,
+    other = Build(lanes=32, max_layers=2, max_width=64, max_fan_in=128, classes=4,
                   max_batch=32, max_groups=8)
     with pytest.raises(BuildMismatch, match="max_batch: bitstream 16, expected 32"):
         Device(board, build=other)
@@ -106,11 +106,11 @@ def test_network_that_does_not_fit_is_refused_before_anything_is_written(board):
                                 ((16, 8, 8, 8), (8, 8, 8), r"hidden layers = 3"),
                                 ((16, 64), (4,), r"groups of layer 0 .* = 16, the build "
                                                  r"allows 1..8")]:
-        cfg = NetworkConfig(sizes=sizes, classes=6, gamma=gamma)
+        cfg = NetworkConfig(sizes=sizes, classes=4, gamma=gamma)
         with pytest.raises(ValueError, match=match):
             dev.configure(cfg, thresholds=[0] * cfg.layers)
     with pytest.raises(ValueError, match="the build allows 1..16"):
-        dev.check_fits(NetworkConfig(sizes=(16, 8), classes=6, gamma=(8,)), batch_size=17)
+        dev.check_fits(NetworkConfig(sizes=(16, 8), classes=4, gamma=(8,)), batch_size=17)
 
 
 def test_refused_packet_raises_the_named_error_and_changes_nothing(board):
@@ -133,7 +133,7 @@ def test_refused_packet_raises_the_named_error_and_changes_nothing(board):
         assert dev.compare_weights(model) is None
     # A packet of the wrong length, sent raw, is refused with LENGTH; the driver recovers.
     a0, y = random_batch(rng, model, (2, BUILD.max_batch))
-    packet = protocol.train_packet(a0, y, classes=6)
+    packet = protocol.train_packet(a0, y, classes=4)
     board.send(np.concatenate([packet, [0]]).astype(np.uint32), timeout=5)
     with pytest.raises(PacketRefused, match="LENGTH"):
         dev._recv(1, "TRAIN")
@@ -175,7 +175,7 @@ def test_board_that_dies_or_hangs_mid_packet(cache, how):
         model = random_model(rng, BUILD, widths=(8, 64))
         dev.load(model)
         a0, y = random_batch(rng, model, (BUILD.max_batch, BUILD.max_batch))
-        t.send(protocol.train_packet(a0, y, classes=6)[:10], timeout=5)
+        t.send(protocol.train_packet(a0, y, classes=4)[:10], timeout=5)
         os.kill(t._proc.pid, signal.SIGKILL if how == "killed" else signal.SIGSTOP)
         t0 = time.monotonic()
         with pytest.raises((DeviceError, TransportError)) as e:
