@@ -51,8 +51,12 @@ class Progress:
 
 
 def plot_metrics(metrics, path, title=""):
-    """Write a PNG of the per-epoch test accuracy and training error."""
-    import matplotlib
+    """Write a PNG of the per-epoch test accuracy and training error; returns False
+    (and writes nothing) when matplotlib is not installed (``xnorlearn[plot]``)."""
+    try:
+        import matplotlib
+    except ImportError:
+        return False
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     epochs = [m["epoch"] for m in metrics]
@@ -69,6 +73,7 @@ def plot_metrics(metrics, path, title=""):
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+    return True
 
 
 def train(model, data, *, epochs, batch_size, out_dir=None, log=None, progress=None,
@@ -168,5 +173,6 @@ def train(model, data, *, epochs, batch_size, out_dir=None, log=None, progress=N
         if on_epoch is not None:
             on_epoch(metrics)
     if out is not None and metrics:
-        plot_metrics(metrics, out / "accuracy.png", title=plot_title)
+        if not plot_metrics(metrics, out / "accuracy.png", title=plot_title):
+            log("no accuracy.png: matplotlib is not installed (pip install 'xnorlearn[plot]')")
     return metrics
