@@ -129,7 +129,12 @@ class Accelerator(wiring.Component):
       it holds new packets back until ``CONTROL.clear_error`` (or ``soft_reset``).
     * Settling: the core derives its memory layout from the configuration over a few
       cycles, so a new packet is held back for ``max_layers + 5`` cycles
-      (``TrainerCore.config_latency``) after any register write.
+      (``TrainerCore.config_latency``) after any register write, and while a write has
+      its address and data in (it may take effect in that cycle). A write thus takes
+      effect either before a header is taken, which is then checked against it, or
+      while the core is busy with the packet, and is refused with ``BUSY``: a header
+      waiting on ``s_axis`` is taken ``max_layers + 6`` cycles after the B handshake of
+      the last write at the latest (the core idle, no error latched).
     * Range: a ``LAYERS``, ``INPUTS``, ``WIDTH_l`` or ``GAMMA_l`` value wider than the
       core's port reaches the core as 0, so the core refuses the configuration with
       ``CONFIG`` instead of seeing it truncated; ``ROBUST_l`` saturates (any value
@@ -246,15 +251,20 @@ class Accelerator(wiring.Component):
 
         # -- streams -----------------------------------------------------------------------------
         # A new packet waits while the configuration settles after a register write (the
-        # write takes effect on the edge that raises bvalid) and while BUSY is latched.
+        # write takes effect on the edge that raises bvalid) and while BUSY is latched. It
+        # also waits while a write has its address and data in (`awready` and `wready`
+        # low: it may take effect in this very cycle), so that no header is taken in the
+        # cycle a write lands: a header taken before finds the core busy (the write is
+        # refused with BUSY), one taken after sees the settled new configuration.
         settle = Signal(range(core.config_latency + 1))
         bvalid = regs.s_axil_bvalid
         with m.If(bvalid):
             m.d.sync += settle.eq(core.config_latency)
         with m.Elif(settle != 0):
             m.d.sync += settle.eq(settle - 1)
+        write_in = ~regs.s_axil_awready & ~regs.s_axil_wready
         in_packet = Signal()
-        hold = ~in_packet & (bvalid | (settle != 0) | busy_error)
+        hold = ~in_packet & (write_in | bvalid | (settle != 0) | busy_error)
         m.d.comb += [
             core.s_axis.payload.data.eq(self.s_axis.tdata),
             core.s_axis.payload.last.eq(self.s_axis.tlast),

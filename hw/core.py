@@ -85,9 +85,14 @@ class TrainerCore(wiring.Component):
     pattern followed by the status word ``0x8200_0000 | errors``.
 
     A packet with a bad opcode, length, label, layer or a configuration beyond the build
-    latches ``error`` and ``error_code``, is discarded up to its ``tlast`` and leaves the
-    weights unchanged (a ``WRITE_*`` packet that turns out too short has already written
-    the words before its ``tlast``); the core then accepts nothing until ``clear_error``.
+    latches ``error`` and ``error_code`` and is discarded up to its ``tlast``; the core
+    then accepts nothing until ``clear_error`` (one that comes before the ``tlast`` is
+    ignored). The forward pass that a ``TRAIN`` / ``INFER`` refused during its load has
+    started is emptied in the cycle after the refusal, so nothing runs while the core is
+    in error and the configuration may change. A refused ``TRAIN`` changes no weight; a
+    ``WRITE_*`` refused with ``LENGTH`` has written exactly the ``P`` / ``T`` rows, or the
+    ``H`` memory words, whose payload words all come before the failing word (the one
+    with an early ``tlast``, or the layer's last word without one).
     ``soft_reset`` returns every register (state machine, counters, ``step``, the error
     flag, the pipelines) to its reset value from any state; memories keep their contents.
 
@@ -300,6 +305,7 @@ class TrainerCore(wiring.Component):
             active = l < self.layers
             checks.append(~active | ((self.width[l + 1] >= 1) & (self.width[l + 1] <= MW)
                                      & (self.gamma[l] >= 1)
+                                     & (self.gamma[l] <= self.width[l + 1])
                                      & (self.width[l + 1] <= self.gamma[l] * MG)))
         m.d.sync += cfg_ok.eq(Cat(*checks).all())
 
@@ -405,22 +411,32 @@ class TrainerCore(wiring.Component):
         pick_rd = pick_mem.read_port()
 
         # -- datapath blocks -------------------------------------------------------------------
-        m.submodules.popcount = pc = XnorPopcount(lanes=P, max_fan_in=max(self._max_fan_in, MW))
+        # `flush` (the cycle after a packet is refused) empties the forward pass, which a
+        # TRAIN / INFER refused during its load has already started: nothing of it is left
+        # to run on a configuration that the host may change while the core is in error.
+        flush = Signal()
+        fw_flushed = ResetInserter({"sync": flush})
+        pc = XnorPopcount(lanes=P, max_fan_in=max(self._max_fan_in, MW))
         zw = pc.z_width
-        m.submodules.threshold = thr = ThresholdUnit(max_neurons=ML * MW, z_width=zw,
-                                                     theta_width=16, pipelined=True)
-        m.submodules.classifier = cls = LocalClassifier(classes=C, max_width=MW)
-        m.submodules.selector = sel = GroupSelector(z_bits=zw, max_width=MW)
+        thr = ThresholdUnit(max_neurons=ML * MW, z_width=zw, theta_width=16, pipelined=True)
+        cls = LocalClassifier(classes=C, max_width=MW)
+        sel = GroupSelector(z_bits=zw, max_width=MW)
+        m.submodules.popcount = fw_flushed(pc)
+        m.submodules.threshold = fw_flushed(thr)
+        m.submodules.classifier = fw_flushed(cls)
+        m.submodules.selector = fw_flushed(sel)
         tag = data.StructLayout({"addr": waddr_bits})
         m.submodules.engine = eng = UpdateEngine(lanes=P, h_bits=HB, tag_shape=tag)
         rf_tag = data.StructLayout({"addr": waddr_bits, "count": range(P + 1),
                                     "chunk": range(max(CH, 2)), "last": 1})
         m.submodules.draws = draws = ReinforceDraws(lanes=D, tag_shape=rf_tag, mul_stages=3)
         m.submodules.mix = mix = Mix32(lanes=1, soft_multipliers=True)
-        m.submodules.pick_fifo = pick_fifo = SyncFIFO(width=len(sel.o.payload.as_value()),
-                                                      depth=MG + 16)
-        m.submodules.dec_fifo = dec_fifo = SyncFIFO(width=1, depth=32)
-        m.submodules.lab_fifo = lab_fifo = SyncFIFO(width=label_bits, depth=32)
+        pick_fifo = SyncFIFO(width=len(sel.o.payload.as_value()), depth=MG + 16)
+        dec_fifo = SyncFIFO(width=1, depth=32)
+        lab_fifo = SyncFIFO(width=label_bits, depth=32)
+        m.submodules.pick_fifo = fw_flushed(pick_fifo)
+        m.submodules.dec_fifo = fw_flushed(dec_fifo)
+        m.submodules.lab_fifo = fw_flushed(lab_fifo)
 
         # -- registers -------------------------------------------------------------------------
         bs = Signal(range(MB + 1))
@@ -904,11 +920,12 @@ class TrainerCore(wiring.Component):
         end_q = slot_eq[Q - 1] | (io_v == L_hw_m1)
         hmerged = Signal(P * HB)
         wmerged = Signal(P)
+        # Byte `b` of a host word holds a weight (not padding past the fan-in).
+        byte_used = [(io_v != L_hw_m1) | (L_kin[:2] == 0) | (b < L_kin[:2]) for b in range(4)]
         hvals = []
         for b in range(4):
             hv = Signal(signed(HB), name=f"wh_h{b}")
-            valid_b = (io_v != L_hw_m1) | (L_kin[:2] == 0) | (b < L_kin[:2])
-            m.d.comb += hv.eq(Mux(valid_b, s_in.data.word_select(b, 8).as_signed(), 0))
+            m.d.comb += hv.eq(Mux(byte_used[b], s_in.data.word_select(b, 8).as_signed(), 0))
             hvals.append(hv)
         new_h = Cat(*hvals)
         new_w = Cat(*(hv > 0 for hv in hvals))
@@ -940,8 +957,10 @@ class TrainerCore(wiring.Component):
             ww_en.eq(eng.o.valid | wh_we_q),
         ]
 
+        m.d.sync += flush.eq(0)
+
         def fail(code, at_last):
-            m.d.sync += [err_flag.eq(1), err_code.eq(code)]
+            m.d.sync += [err_flag.eq(1), err_code.eq(code), flush.eq(1)]
             with m.If(at_last):
                 m.next = "ERROR"
             with m.Else():
@@ -964,7 +983,7 @@ class TrainerCore(wiring.Component):
 
         with m.FSM() as fsm:
             m.d.comb += self.busy.eq(~(fsm.ongoing("IDLE") | fsm.ongoing("DISCARD")
-                                       | fsm.ongoing("ERROR") | fsm.ongoing("QUIESCE")))
+                                       | fsm.ongoing("ERROR")))
             with m.State("IDLE"):
                 m.d.comb += [phase.eq(Phase.IDLE), self.s_axis.ready.eq(1)]
                 with m.If(self.s_axis.valid):
@@ -1023,18 +1042,12 @@ class TrainerCore(wiring.Component):
                 with m.If(self.s_axis.valid & s_in.last):
                     m.next = "ERROR"
 
+            # A clear_error that comes before the refused packet's tlast (in DISCARD) is
+            # ignored: the words still to come belong to that packet.
             with m.State("ERROR"):
                 m.d.comb += phase.eq(Phase.ERROR)
                 with m.If(self.clear_error):
                     m.d.sync += [err_flag.eq(0), err_code.eq(ErrorCode.NONE)]
-                    m.next = "QUIESCE"
-
-            # A TRAIN / INFER packet refused during its load leaves the forward pass waiting
-            # at a pattern boundary; let what it started drain before the next packet.
-            with m.State("QUIESCE"):
-                m.d.comb += phase.eq(Phase.IDLE)
-                with m.If(fw_quiet):
-                    m.d.sync += g_active.eq(0)
                     m.next = "IDLE"
 
             # ---- minibatch load (the forward pass of layer 0 follows it) ----------------------
@@ -1153,8 +1166,11 @@ class TrainerCore(wiring.Component):
 
             with m.State("WH_DATA"):
                 exp_last = (io_k == L_kout_m1) & (io_v == L_hw_m1)
+                # A memory word is written only when its last payload word is in place
+                # (its tlast where due): a refused packet writes exactly the memory words
+                # before the failing word, as WRITE_P / WRITE_T write the rows before it.
                 m.d.comb += [phase.eq(Phase.IO), self.s_axis.ready.eq(1),
-                             wh_we.eq(self.s_axis.valid & end_q)]
+                             wh_we.eq(self.s_axis.valid & end_q & (s_in.last == exp_last))]
                 with m.If(self.s_axis.valid):
                     for i in range(Q):
                         with m.If(slot_eq[i]):
@@ -1203,8 +1219,10 @@ class TrainerCore(wiring.Component):
                 m.d.comb += chunk.eq(functools.reduce(operator.or_, picked))
                 bytes_out = []
                 for b in range(4):
+                    # Padding bytes read 0 whatever the lanes past the fan-in hold (weights
+                    # left by an earlier, wider configuration).
                     hb = Signal(signed(8), name=f"rh_h{b}")
-                    m.d.comb += hb.eq(chunk.word_select(b, HB).as_signed())
+                    m.d.comb += hb.eq(Mux(byte_used[b], chunk.word_select(b, HB).as_signed(), 0))
                     bytes_out.append(hb)
                 is_last = (io_k == L_kout_m1) & (io_v == L_hw_m1)
                 m.d.comb += [phase.eq(Phase.IO), self.m_axis.valid.eq(1),
@@ -1266,5 +1284,9 @@ class TrainerCore(wiring.Component):
                         m.next = "IDLE"
                     with m.Else():
                         m.next = "RPT_RD"
+
+        with m.If(flush):
+            m.d.sync += [g_active.eq(0), r_valid.eq(0), q_valid.eq(0), s1_valid.eq(0),
+                         t["valid"].eq(0), s2_valid.eq(0)]
 
         return ResetInserter({"sync": self.soft_reset})(m)
