@@ -156,9 +156,10 @@ class ErrorCode(enum.IntEnum):
 _ERROR_TEXT = {
     ErrorCode.NONE: "no error",
     ErrorCode.OPCODE: "unknown opcode",
-    ErrorCode.LENGTH: "packet shorter or longer than its header and the configuration say",
+    ErrorCode.LENGTH: "packet shorter or longer than the configuration (and a TRAIN/INFER "
+                      "count) say, or a TRAIN/INFER count outside 1..max_batch",
     ErrorCode.LABEL: "label >= classes",
-    ErrorCode.CONFIG: "configuration beyond the build",
+    ErrorCode.CONFIG: "configuration that does not fit the build, or GAMMA_l > WIDTH_l",
     ErrorCode.LAYER: "layer index >= LAYERS",
     ErrorCode.BUSY: "configuration register written while busy (the write was ignored)",
 }
@@ -432,8 +433,8 @@ REGISTERS = (
         _f("width", 0, 12, "neurons K_l, 1..max_width"),
     ), "Layer configuration.", per_layer=True),
     Register("GAMMA", 0x104, _RW, (
-        _f("gamma", 0, 12, "group size gamma_l; must divide K_l (the host checks it, the core does not), "
-                       "K_l / gamma_l <= max_groups"),
+        _f("gamma", 0, 12, "group size gamma_l, 1..K_l with K_l <= gamma_l * max_groups; "
+                       "must divide K_l (the host checks it, the core does not)"),
     ), "Layer configuration.", per_layer=True),
     Register("ROBUST", 0x108, _RW, (
         _f("robust", 0, 16, "robustness threshold R_l = ceil(r * K_l)"),
