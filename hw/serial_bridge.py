@@ -482,10 +482,11 @@ class SerialBridge(wiring.Component):
             with m.Case(_Fwd.FLUSH):
                 with m.If(~rd_pending):
                     m.d.sync += [rp.eq(flush_ptr), h_valid.eq(0), fwd.eq(_Fwd.NORMAL)]
+        sync_open = Signal()            # the last SYNC found a packet open (and ended it)
         with m.If(cmd_flush):
             m.d.sync += [flush_ptr.eq(wp), open_.eq(0), fwd.eq(_Fwd.FLUSH)]
         with m.Elif(cmd_abort):
-            m.d.sync += [flush_ptr.eq(wp), fwd.eq(_Fwd.ABORT)]
+            m.d.sync += [flush_ptr.eq(wp), fwd.eq(_Fwd.ABORT), sync_open.eq(open_)]
         with m.If(~starved | raw_valid | handshake):
             m.d.sync += silent.eq(0)
         with m.Elif(silent != p["abort_timeout"]):
@@ -584,7 +585,7 @@ class SerialBridge(wiring.Component):
         lbyte = Signal(8)
         payload_word = Mux(t_out, out.r_data[:32], t_words[t_word_idx[:3]])
         m.d.comb += lbyte.eq(payload_word.word_select(t_byte_idx, 8))
-        flags = Cat(open_, fwd != _Fwd.NORMAL, acc_busy, acc_error, Const(0, 4))
+        flags = Cat(open_, fwd != _Fwd.NORMAL, acc_busy, acc_error, sync_open, Const(0, 3))
         status_words = [
             Cat(st_reason, rx_seq, reg_seq, flags),
             Cat(rp, wp),

@@ -183,6 +183,7 @@ class _Status:
 
     packet_open = property(lambda self: bool(self.flags & 1))
     aborting = property(lambda self: bool(self.flags & 2))
+    sync_found_open = property(lambda self: bool(self.flags & 16))
 
 
 class _Chunk:
@@ -264,7 +265,7 @@ class SerialTransport(Transport):
             self._close_port()
             raise TransportError(f"{self.name}: the board's serial bridge speaks link protocol "
                                  f"version {info.version}, this host version {LINK_VERSION}")
-        self.abandoned_packet = info.packet_open
+        self.abandoned_packet = info.sync_found_open
         self.depth, self.max_chunk = info.depth, info.max_chunk
 
     # -- opening ------------------------------------------------------------------------------
@@ -484,6 +485,7 @@ class SerialTransport(Transport):
         while self._next_send < len(self._chunks):
             chunk = self._chunks[self._next_send]
             if (chunk.end - self._rp) % 65536 > self.depth:
+                self.stats["credit_waits"] += 1
                 break
             self._write(chunk.frame)
             self.stats["chunks_written"] += 1
@@ -553,7 +555,8 @@ class SerialTransport(Transport):
     # -- Transport ------------------------------------------------------------------------------
 
     def _register(self, ftype, offset, value, timeout, what):
-        self._check()
+        if self._closed:
+            raise TransportError(f"{self.name}: the transport is closed")
         if not isinstance(offset, (int, np.integer)) or not 0 <= offset < 1 << 32:
             raise ValueError(f"offset must be a 32-bit byte address, got {offset!r}")
         self._reg_seq = (self._reg_seq + 1) % 256
@@ -573,6 +576,10 @@ class SerialTransport(Transport):
                 raise TransportTimeout(f"{self.name}: no answer to the {what} of offset "
                                        f"{offset:#x} within {timeout:g} s")
             if self._reg_resend_now or time.monotonic() - sent > self._retry:
+                if self._broken:
+                    # Registers still work when only the stream is stopped; a request
+                    # not answered while it is stopped reports why.
+                    raise TransportError(self._broken)
                 if not self._reg_resend_now:
                     self._fault(f"no answer to the {what} of offset {offset:#x} within "
                                 f"{self._retry:g} s; asking again")
