@@ -23,6 +23,7 @@ runs out raises :class:`DeviceTimeout` with ``STATUS`` and ``ERROR_CODE`` in its
 after resetting the transport and soft-resetting the accelerator.
 """
 
+import contextlib
 import dataclasses
 import time
 
@@ -656,7 +657,8 @@ class DeviceModel:
     thresholds = property(lambda self: self._shadow.thresholds)
 
     def train_batch(self, a0, y, validate=True):
-        errors = self._device.train_batch(a0, y)
+        with self._recovering():
+            errors = self._device.train_batch(a0, y)
         self._account(errors, a0, y)
         if self._check_due():
             self.check()
@@ -676,10 +678,27 @@ class DeviceModel:
                 self._account(errors, *batches[base + j])
                 if on_batch is not None:
                     on_batch(base + j, errors)
-            self._device.train_batches(batches[i:i + n], on_batch=done)
+            with self._recovering():
+                self._device.train_batches(batches[i:i + n], on_batch=done)
             i += n
             if self._check_due():
                 self.check()
+
+    @contextlib.contextmanager
+    def _recovering(self):
+        """A minibatch cut off by a timeout may have updated part of ``H`` (the soft reset
+        interrupts it, docs/architecture.md); with the golden model beside the device, its
+        state (all minibatches the device completed) is written back, so the run can go on
+        from there."""
+        try:
+            yield
+        except (DeviceTimeout, PacketRefused) as e:
+            if not self._golden:
+                raise DeviceError(f"{e}; the weights of the interrupted minibatch may be "
+                                  f"partly applied: load the last saved model") from e
+            self._device.load(self._shadow)
+            raise DeviceError(f"{e}; the device was reloaded with the golden model's state "
+                              f"after minibatch {self._batches}") from e
 
     def _check_due(self):
         return bool(self._golden and self._check_every

@@ -218,6 +218,27 @@ def test_device_model_checks_against_the_golden_model(board):
         dm.check()
 
 
+def test_device_model_recovers_the_golden_state(board):
+    """A minibatch that fails on the device (here refused: a configuration register
+    overwritten behind the driver's back) leaves the device reloaded with the golden
+    model's state, so the run can go on."""
+    rng = np.random.default_rng(default_seed())
+    dev = _open(board)
+    model = random_model(rng, BUILD, widths=(8, 64))
+    dm = DeviceModel(dev, FastBMLP(model.config).copy_state_from(model), golden_check=True)
+    batches = [random_batch(rng, model, (1, BUILD.max_batch)) for _ in range(3)]
+    dm.train_batches(batches[:2])
+    board.write32(dev.regmap.offsets()["WIDTH_0"], 0, timeout=5)
+    with pytest.raises(DeviceError, match=r"CONFIG.*reloaded with the golden model's state "
+                                          r"after minibatch 2"):
+        dm.train_batch(*batches[2])
+    assert dev.compare_weights(dm.shadow) is None
+    assert dev.read("STEP") == dm.shadow.step & 0xFFFFFFFF
+    dm.train_batch(*batches[2])         # the golden model beside it checks the errors
+    assert dm.shadow.step == model.step + 3
+    assert dev.compare_weights(dm.shadow) is None
+
+
 def _train(tmp_path, name, *extra):
     out = tmp_path / name
     argv = ["train", "--dataset", "synthetic", "--hidden", "24", "16", "--batch-size", "16",
