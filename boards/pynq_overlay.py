@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """``xnorlearn overlay``: the Vivado project of a PYNQ overlay around the accelerator.
 
 :func:`write_overlay_project` writes, into one folder that can be copied to any machine
@@ -49,7 +50,7 @@ from xnorlearn.contract import (ID_VALUE, PYNQ_Z2, VERSION_MAJOR, VERSION_MINOR,
 __all__ = [
     "Board", "BOARDS", "PYNQ_RELEASES", "DEFAULT_PYNQ", "Fclk", "fclk_setting",
     "FCLK_MIN_MHZ", "FCLK_MAX_MHZ", "IO_PLL_MHZ", "Port", "verilog_ports",
-    "wrapper_verilog", "largest_packet_words", "dma_length_width", "overlay_info",
+    "accelerator_ports", "WrapperPort", "wrapper_ports", "wrapper_verilog", "largest_packet_words", "dma_length_width", "overlay_info",
     "OverlayProject", "write_overlay_project", "vivado_command", "run_vivado",
     "ACCEL_MODULE", "TOP_MODULE", "ACCEL_INSTANCE", "DMA_INSTANCE", "DESIGN_NAME",
     "DEFAULT_BASE_ADDRESS", "DMA_BASE_ADDRESS", "DMA_RANGE", "TCL_DIR", "TCL_FILES",
@@ -331,8 +332,83 @@ def _classify(ports):
     return buses
 
 
-def wrapper_verilog(ports, *, module=TOP_MODULE, accel_module=ACCEL_MODULE,
-                    addr_width=None):
+def accelerator_ports(build):
+    """The Verilog ports of ``Accelerator(build=build)``, from its signature (without
+    elaborating it): ``clk``, ``rst`` and one port per bus signal, ``<bus>__<signal>``.
+
+    :func:`write_overlay_project` reads the ports from the generated Verilog instead
+    (:func:`verilog_ports`); the two agree.
+    """
+    from amaranth.hdl import Shape
+
+    from xnorlearn.hw.accelerator import Accelerator
+
+    ports = []
+    for path, member in Accelerator(build=build).signature.members.flatten():
+        if member.is_port:
+            direction = "input" if member.flow.name == "In" else "output"
+            ports.append(Port("__".join(path), direction, Shape.cast(member.shape).width))
+    return (Port("clk", "input", 1), Port("rst", "input", 1), *ports)
+
+
+@dataclasses.dataclass(frozen=True)
+class WrapperPort:
+    """A port of the overlay wrapper.
+
+    Attributes
+    ----------
+    name, direction, width
+        As :class:`Port`.
+    interface : str
+        ``aclk``, ``aresetn``, ``s_axil``, ``s_axis`` or ``m_axis``.
+    vlnv : str
+        The interface's bus definition (``xilinx.com:interface:axis:1.0``).
+    logical : str
+        The signal's name in the interface (``TDATA``, ``CLK``).
+    accel_port : str or None
+        The accelerator port it connects to; None for ``aresetn`` (inverted into
+        ``rst``) and for the ``TKEEP`` signals the accelerator has no port for.
+    """
+
+    name: str
+    direction: str
+    width: int
+    interface: str
+    vlnv: str
+    logical: str
+    accel_port: object = None
+
+
+def wrapper_ports(ports):
+    """The ports of the overlay wrapper around an accelerator with ``ports``.
+
+    Raises
+    ------
+    ValueError
+        If a port of the accelerator is not one the wrapper knows, has the wrong
+        direction, or a required signal is missing (naming each).
+    """
+    buses = _classify(ports)
+    out = [WrapperPort("aclk", "input", 1, "aclk", "xilinx.com:signal:clock:1.0", "CLK",
+                       "clk"),
+           WrapperPort("aresetn", "input", 1, "aresetn", "xilinx.com:signal:reset:1.0",
+                       "RST")]
+    for bus, (vlnv, table, is_manager, _) in _BUSES.items():
+        signals = [s for s in table if s in buses[bus]]
+        # The DMA's streams carry TKEEP; giving the accelerator's streams one too keeps
+        # the two sides' interface parameters equal (packets are whole words).
+        if "tkeep" in table and "tkeep" not in buses[bus]:
+            signals.append("tkeep")
+        for signal in signals:
+            port = buses[bus].get(signal)
+            width = port.width if port else buses[bus]["tdata"].width // 8
+            direction = "output" if table[signal] == is_manager else "input"
+            out.append(WrapperPort(f"{bus}_{signal}", direction, width, bus, vlnv,
+                                   signal.upper(), port.name if port else None))
+    return tuple(out)
+
+
+def wrapper_verilog(ports, *, module=TOP_MODULE, accel_module=ACCEL_MODULE):
     """The top wrapper of the accelerator for an IP integrator module reference.
 
     Parameters
@@ -342,70 +418,45 @@ def wrapper_verilog(ports, *, module=TOP_MODULE, accel_module=ACCEL_MODULE,
         of ``s_axil__*`` (AXI4-Lite), ``s_axis__*`` and ``m_axis__*`` (AXI4-Stream).
     module, accel_module : str
         Names of the wrapper and of the accelerator's module.
-    addr_width : int, optional
-        Width of the AXI4-Lite addresses; default the width of ``s_axil__awaddr``.
 
     Returns
     -------
     str
-        Verilog: ports ``aclk``, ``aresetn`` (active low), ``s_axil_*``, ``s_axis_*``,
-        ``m_axis_*`` with ``X_INTERFACE_INFO``/``X_INTERFACE_PARAMETER`` attributes, and
-        one instance ``accel`` of ``accel_module`` with every port connected.
+        Verilog: the ports of :func:`wrapper_ports` (``aclk``, ``aresetn`` active low,
+        ``s_axil_*``, ``s_axis_*``, ``m_axis_*``) with ``X_INTERFACE_INFO`` and, on the
+        first port of each interface, ``X_INTERFACE_PARAMETER`` attributes, and one
+        instance ``accel`` of ``accel_module`` with every port connected.
 
     Raises
     ------
     ValueError
-        If a port is not one the wrapper knows, has the wrong direction, or a required
-        signal is missing (naming each).
+        As :func:`wrapper_ports`.
     """
-    buses = _classify(ports)
-    if addr_width is None:
-        addr_width = buses["s_axil"]["awaddr"].width
-    data_bytes = {bus: buses[bus]["tdata"].width // 8 for bus in ("s_axis", "m_axis")}
-
-    def vector(width):
-        return f"[{width - 1}:0] " if width > 1 else ""
-
-    decls, conns = [], [".clk(aclk)", ".rst(rst)"]
-    decls.append(
-        '    (* X_INTERFACE_INFO = "xilinx.com:signal:clock:1.0 aclk CLK" *)\n'
-        '    (* X_INTERFACE_PARAMETER = "XIL_INTERFACENAME aclk, ASSOCIATED_BUSIF '
-        f'{":".join(_BUSES)}, ASSOCIATED_RESET aresetn" *)\n'
-        "    input  wire aclk")
-    decls.append(
-        '    (* X_INTERFACE_INFO = "xilinx.com:signal:reset:1.0 aresetn RST" *)\n'
-        '    (* X_INTERFACE_PARAMETER = "XIL_INTERFACENAME aresetn, POLARITY ACTIVE_LOW" *)\n'
-        "    input  wire aresetn")
+    wports = wrapper_ports(ports)
+    by_name = {p.name: p for p in wports}
     params = {
-        "s_axil": f"PROTOCOL AXI4LITE, DATA_WIDTH 32, ADDR_WIDTH {addr_width}",
-        "s_axis": f"TDATA_NUM_BYTES {data_bytes['s_axis']}, HAS_TLAST 1, HAS_TKEEP 1",
-        "m_axis": f"TDATA_NUM_BYTES {data_bytes['m_axis']}, HAS_TLAST 1, HAS_TKEEP 1",
+        "aclk": f"ASSOCIATED_BUSIF {':'.join(_BUSES)}, ASSOCIATED_RESET aresetn",
+        "aresetn": "POLARITY ACTIVE_LOW",
+        "s_axil": f"PROTOCOL AXI4LITE, DATA_WIDTH {by_name['s_axil_wdata'].width}, "
+                  f"ADDR_WIDTH {by_name['s_axil_awaddr'].width}",
+        **{bus: f"TDATA_NUM_BYTES {by_name[bus + '_tdata'].width // 8}, HAS_TLAST 1, "
+                f"HAS_TKEEP 1" for bus in ("s_axis", "m_axis")},
     }
-    extra = []
-    for bus, (vlnv, table, is_manager, _) in _BUSES.items():
-        first = True
-        signals = [s for s in table if s in buses[bus]]
-        # The DMA's streams carry TKEEP; giving the accelerator's streams one too keeps
-        # the two sides' interface parameters equal (packets are whole words).
-        if "tkeep" in table and "tkeep" not in buses[bus]:
-            signals.append("tkeep")
-        for signal in signals:
-            port = buses[bus].get(signal)
-            width = port.width if port else data_bytes[bus]
-            direction = "output" if table[signal] == is_manager else "input"
-            text = f'    (* X_INTERFACE_INFO = "{vlnv} {bus} {signal.upper()}" *)\n'
-            if first:
-                text += (f'    (* X_INTERFACE_PARAMETER = "XIL_INTERFACENAME {bus}, '
-                         f'{params[bus]}" *)\n')
-                first = False
-            text += f"    {direction:<6} wire {vector(width)}{bus}_{signal}"
-            decls.append(text)
-            if port:
-                conns.append(f".{port.name}({bus}_{signal})")
-            elif direction == "output":
-                extra.append(f"    assign {bus}_{signal} = {width}'h{(1 << width) - 1:x};")
+    decls, seen, extra = [], set(), []
+    for p in wports:
+        text = f'    (* X_INTERFACE_INFO = "{p.vlnv} {p.interface} {p.logical}" *)\n'
+        if p.interface not in seen:
+            seen.add(p.interface)
+            text += (f'    (* X_INTERFACE_PARAMETER = "XIL_INTERFACENAME {p.interface}, '
+                     f'{params[p.interface]}" *)\n')
+        vector = f"[{p.width - 1}:0] " if p.width > 1 else ""
+        decls.append(f"{text}    {p.direction:<6} wire {vector}{p.name}")
+        if p.accel_port is None and p.direction == "output":
+            extra.append(f"    assign {p.name} = {p.width}'h{(1 << p.width) - 1:x};")
+    conns = [".rst(rst)"] + [f".{p.accel_port}({p.name})" for p in wports if p.accel_port]
+    conns.sort(key=lambda c: c != ".clk(aclk)")
     lines = [
-        f"// Generated by `xnorlearn overlay` (xnorlearn.boards.pynq_overlay); do not edit.",
+        "// Generated by `xnorlearn overlay` (xnorlearn.boards.pynq_overlay); do not edit.",
         f"// {accel_module} with its ports as IP integrator interfaces (Xilinx UG994):",
         "// s_axil (AXI4-Lite registers), s_axis (commands), m_axis (responses), aclk and",
         "// aresetn (active low; the accelerator's rst is active high).",
