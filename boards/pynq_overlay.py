@@ -763,20 +763,23 @@ def _address(text):
 def add_arguments(p):
     """The options of ``xnorlearn overlay`` on the (sub)parser ``p``."""
     p.add_argument("--board", default="pynq-z2", choices=sorted(BOARDS),
-                   help="target board")
+                   help="target board (default pynq-z2)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="project folder (default build/overlay_<board>)")
     p.add_argument("--clock-mhz", type=float, default=100.0,
                    help=f"FCLK0, the accelerator's clock: {FCLK_MIN_MHZ:g}..{FCLK_MAX_MHZ:g} "
-                        f"MHz, 1000/n for dividers the PS7 has")
+                        f"MHz, 1000/n for dividers the PS7 has (default 100)")
     p.add_argument("--pynq", default=DEFAULT_PYNQ, choices=tuple(PYNQ_RELEASES),
                    help="release of the board's PYNQ image; decides the Vivado release ("
-                        + ", ".join(f"{k}: {v}" for k, v in PYNQ_RELEASES.items()) + ")")
+                        + ", ".join(f"{k}: {v}" for k, v in PYNQ_RELEASES.items())
+                        + f"; default {DEFAULT_PYNQ})")
     p.add_argument("--stem", default="xnorlearn",
-                   help="name of the .bit, .hwh and .json files")
+                   help="name of the .bit, .hwh and .json files (default xnorlearn)")
     p.add_argument("--base-address", type=_address, default=DEFAULT_BASE_ADDRESS,
-                   help="address of the accelerator's registers on GP0")
-    p.add_argument("--jobs", type=int, default=4, help="parallel jobs of Vivado's runs")
+                   help="address of the accelerator's registers on GP0 (default "
+                        f"{DEFAULT_BASE_ADDRESS:#010x})")
+    p.add_argument("--jobs", type=int, default=4,
+                   help="parallel jobs of Vivado's runs, 1..64 (default 4)")
     p.add_argument("--build-json", default=None, metavar="FILE",
                    help="take the build parameters from a JSON file (a 'build' object, as "
                         "in an overlay's <stem>.json or verify.json, or the fields alone); "
@@ -786,11 +789,11 @@ def add_arguments(p):
                                  "xnorlearn.contract)")
     for name in _BUILD_OPTIONS:
         group.add_argument("--" + name.replace("_", "-"), type=int, default=None,
-                           help=f"default {defaults[name]}" if defaults[name] is not None
-                           else "default: sized for the largest configuration")
+                           help="default: sized for the largest configuration"
+                           if name == "weight_words" else f"default {defaults[name]}")
     p.add_argument("--no-build", action="store_true",
                    help="only write the project, even when vivado is on PATH")
-    p.add_argument("--vivado", default="vivado", help="the Vivado command")
+    p.add_argument("--vivado", default="vivado", help="the Vivado command (default vivado)")
     return p
 
 
