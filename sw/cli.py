@@ -1,4 +1,4 @@
-"""Command line: ``xnorlearn train`` and ``xnorlearn verify``.
+"""Command line: ``xnorlearn train``, ``verify``, ``overlay``, ``build`` and ``program``.
 
 Every argument is checked before any data is loaded or any training starts;
 a bad one ends the command with exit status 2 and a message naming the
@@ -92,6 +92,10 @@ def build_parser():
         "verify", help="train the accelerator's RTL in simulation and compare every weight, "
                        "prediction and counter with the golden model after each minibatch",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter))
+    from xnorlearn.boards.pynq_overlay import add_arguments as overlay_arguments
+    overlay_arguments(sub.add_parser(
+        "overlay", help="write (and, with vivado on PATH, build) the Vivado project of a "
+                        "PYNQ-Z1/Z2 overlay around the accelerator"))
     return p
 
 
@@ -266,6 +270,9 @@ def main(argv=None):
     if args.command == "verify":
         from .verify import run
         return run(args)
+    if args.command == "overlay":
+        from xnorlearn.boards.pynq_overlay import run as overlay_run
+        return overlay_run(args)
     return 2
 
 
