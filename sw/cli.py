@@ -232,6 +232,8 @@ def _device_build(args, config, parser):
     try:
         build = Build(**{"classes": config.classes, "h_bits": config.h_bits or 8,
                          "z_bits": config.z_bits, **given})
+        from xnorlearn.hw.accelerator import core_parameters
+        core_parameters(build)          # what the gateware can implement
     except (TypeError, ValueError) as e:
         _fail(parser, f"bad build parameter: {e}")
     try:

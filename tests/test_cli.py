@@ -48,7 +48,15 @@ def test_resume_equals_uninterrupted(tmp_path, capsys):
     (["--dataset", "mnist", "--data-dir", "/nonexistent"], "mnist not found"),
     (["--seed", "-3"], r"--seed must be in 0..4294967295"),
     (["--h-bits", "1"], "h_bits must be 2..31"),
-    (["--device", "pynq"], "invalid choice: 'pynq'"),
+    (["--device", "fpga"], "invalid choice: 'fpga'"),
+    (["--device", "pynq"], "--device pynq needs --overlay"),
+    (["--device", "ulx3s"], "--device ulx3s needs --port"),
+    (["--device", "sim", "--hidden", "300"], "width of layer 0 = 300, the build allows 1..256"),
+    (["--device", "sim", "--batch-size", "200"], "patterns per minibatch = 200, the build "
+                                                 "allows 1..128 (max_batch)"),
+    (["--device", "sim", "--lanes", "48"], "bad build parameter: lanes must be a multiple"),
+    (["--device", "sim", "--lanes", "96"], "lanes must be a power of two in 32..1024"),
+    (["--device", "sim", "--clock-mhz", "0"], "--clock-mhz must be in (0, 1000)"),
     (["--resume", "/nonexistent/model.npz"], "is not a file"),
     (["--epochs", "x"], "expected a positive integer"),
 ])
