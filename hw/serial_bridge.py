@@ -162,7 +162,17 @@ class _Tx(enum.IntEnum):
 
 
 def _prio(reason):
-    return Array(Const(_PRIORITY.get(r, 0), 3) for r in range(256))[reason]
+    """:data:`_PRIORITY` of a reason (a value), from a few comparisons."""
+    value = Const(0, 3)
+    for level in sorted(set(_PRIORITY.values())):
+        if level == 0:
+            continue
+        hit = Const(0, 1)
+        for r, p in _PRIORITY.items():
+            if p == level:
+                hit = hit | (reason == r)
+        value = Mux(hit, level, value)
+    return value
 
 
 class SerialBridge(wiring.Component):
@@ -265,10 +275,10 @@ class SerialBridge(wiring.Component):
         rp = Signal(16)                 # next word to pass on
         wp = Signal(16)                 # end of the verified words
         wp_tent = Signal(16)            # end of the chunk being received
-        used = Signal(16)
-        m.d.comb += used.eq(wp - rp)
+        # The room in the FIFO, a cycle late (it only grows in between: the next chunk's
+        # length byte comes many cycles after the last commit).
         free = Signal(range(depth + 1))
-        m.d.comb += free.eq(depth - used)
+        m.d.sync += free.eq(depth - (wp - rp)[:16])
 
         # Link state reported in STATUS.
         rx_seq = Signal(8)              # next chunk expected
@@ -323,7 +333,8 @@ class SerialBridge(wiring.Component):
         with m.Elif(in_frame & (rx_idle != p["byte_timeout"])):
             m.d.sync += rx_idle.eq(rx_idle + 1)
         frame_error, frame_error_reason = Signal(), Signal(8)
-        frame_done = Signal()           # CRC2 received (crc_ok tells)
+        frame_done = Signal()           # the cycle after the last CRC byte (crc_ok tells)
+        m.d.sync += frame_done.eq(0)
 
         is_data = (f_type == FrameType.DATA) | (f_type == FrameType.DATA_LAST)
         full_word = Cat(word, byte)
@@ -369,8 +380,7 @@ class SerialBridge(wiring.Component):
                 with m.Case(_Rx.CRC1):
                     m.d.sync += [crc.eq(crc_next), rx_state.eq(_Rx.CRC2)]
                 with m.Case(_Rx.CRC2):
-                    m.d.comb += frame_done.eq(1)
-                    m.d.sync += rx_state.eq(_Rx.HUNT)
+                    m.d.sync += [crc.eq(crc_next), frame_done.eq(1), rx_state.eq(_Rx.HUNT)]
         # A FLAG starts a frame from any state; one inside a frame cuts it short.
         with m.If(is_flag):
             with m.If(in_frame):
@@ -380,7 +390,7 @@ class SerialBridge(wiring.Component):
             m.d.comb += [frame_error.eq(1), frame_error_reason.eq(Reason.NACK_TIMEOUT)]
             m.d.sync += rx_state.eq(_Rx.HUNT)
 
-        crc_ok = crc_next == 0
+        crc_ok = crc == 0
 
         # Register accesses: requests to the AXI4-Lite manager, and its answer.
         reg_req = Signal()              # an access waits to be made
@@ -494,8 +504,8 @@ class SerialBridge(wiring.Component):
 
         # Credit: report the read pointer after a quarter of the FIFO, or when it is empty.
         reported_rp = Signal(16)
-        m.d.comb += ev_credit.eq(((rp - reported_rp)[:16] >= depth // 4)
-                                 | ((rp != reported_rp) & (rp == wp)))
+        m.d.sync += ev_credit.eq((((rp - reported_rp)[:16] >= depth // 4)
+                                  | ((rp != reported_rp) & (rp == wp))) & ~st_taking)
 
         with m.If(ev_valid & (~st_pending | st_taking | (_prio(ev_reason) > _prio(st_reason)))):
             m.d.sync += st_reason.eq(ev_reason)
@@ -582,9 +592,17 @@ class SerialBridge(wiring.Component):
         t_byte_idx = Signal(2)
         t_crc = Signal(16)
         t_esc = Signal()
+        t_cur = Signal(32)              # the payload word being sent
         lbyte = Signal(8)
-        payload_word = Mux(t_out, out.r_data[:32], t_words[t_word_idx[:3]])
-        m.d.comb += lbyte.eq(payload_word.word_select(t_byte_idx, 8))
+        m.d.comb += lbyte.eq(t_cur.word_select(t_byte_idx, 8))
+
+        def load_word(index):
+            # A payload word is taken into t_cur before its first byte, so no block RAM
+            # output reaches the escaping and handshake logic.
+            m.d.sync += t_cur.eq(Mux(t_out, out.r_data[:32], t_words[index[:3]]))
+            m.d.comb += out.r_en.eq(t_out)
+            with m.If(t_out & out.r_data[32]):
+                m.d.sync += out_has_last.eq(0)
         flags = Cat(open_, fwd != _Fwd.NORMAL, acc_busy, acc_error, sync_open, Const(0, 3))
         status_words = [
             Cat(st_reason, rx_seq, reg_seq, flags),
@@ -644,16 +662,19 @@ class SerialBridge(wiring.Component):
                     with m.Case(_Tx.SEQ):
                         m.d.sync += tx_state.eq(_Tx.LEN)
                     with m.Case(_Tx.LEN):
-                        m.d.sync += tx_state.eq(Mux(t_len == 0, _Tx.CRC_HI, _Tx.PAYLOAD))
+                        with m.If(t_len == 0):
+                            m.d.sync += tx_state.eq(_Tx.CRC_HI)
+                        with m.Else():
+                            m.d.sync += tx_state.eq(_Tx.PAYLOAD)
+                            load_word(t_word_idx)
                     with m.Case(_Tx.PAYLOAD):
                         m.d.sync += t_byte_idx.eq(t_byte_idx + 1)
                         with m.If(t_byte_idx == 3):
                             m.d.sync += t_word_idx.eq(t_word_idx + 1)
-                            m.d.comb += out.r_en.eq(t_out)
-                            with m.If(t_out & out.r_data[32]):
-                                m.d.sync += out_has_last.eq(0)
                             with m.If(t_word_idx + 1 == t_len):
                                 m.d.sync += tx_state.eq(_Tx.CRC_HI)
+                            with m.Else():
+                                load_word(t_word_idx + 1)
                     with m.Case(_Tx.CRC_HI):
                         m.d.sync += tx_state.eq(_Tx.CRC_LO)
                     with m.Case(_Tx.CRC_LO):

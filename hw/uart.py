@@ -52,8 +52,8 @@ class UART(wiring.Component):
     line to go high (a break is not taken for a run of bytes).
 
     The transmitter sends a byte from ``tx`` whenever it is idle: a start bit, eight data
-    bits and a stop bit, each ``divisor`` cycles long (the stop bit one cycle longer when
-    the next byte is waiting, the cycle of the handshake).
+    bits and a stop bit, each ``divisor`` cycles long; a byte waiting is taken in the stop
+    bit's last cycle, so bytes sent back to back take exactly ``10 * divisor`` cycles each.
 
     Parameters
     ----------
@@ -158,7 +158,8 @@ class UART(wiring.Component):
         tx_count = Signal(range(d))
         tx_bits = Signal(range(11))
         tx_shift = Signal(10)
-        m.d.comb += self.tx.ready.eq(~tx_busy)
+        # A waiting byte is taken in the stop bit's last cycle: bytes follow back to back.
+        m.d.comb += self.tx.ready.eq(~tx_busy | ((tx_bits == 1) & (tx_count == 0)))
         with m.If(tx_busy):
             with m.If(tx_count != 0):
                 m.d.sync += tx_count.eq(tx_count - 1)
@@ -169,7 +170,7 @@ class UART(wiring.Component):
                 with m.Else():
                     m.d.sync += [tx_shift.eq(tx_shift[1:]), self.tx_pin.eq(tx_shift[1]),
                                  tx_bits.eq(tx_bits - 1)]
-        with m.Elif(self.tx.valid):
+        with m.If(self.tx.valid & self.tx.ready):
             m.d.sync += [tx_shift.eq(Cat(Const(0, 1), self.tx.payload, Const(1, 1))),
                          self.tx_pin.eq(0), tx_busy.eq(1), tx_bits.eq(10), tx_count.eq(d - 1)]
         return m

@@ -172,3 +172,89 @@ class SimulatedSerialBoard:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+# -- link throughput ------------------------------------------------------------------------
+
+def measure_link(*, batches=4, batch_size=100, hidden=(135, 135), work_dir="build/serial-sim",
+                 baud=3_000_000, clock_mhz=84.32, cycles=218_215, dataset="auto",
+                 progress=print):
+    """Bytes on the line per training minibatch, measured through the real transport and
+    driver on the simulated board, and the throughput bounds they give.
+
+    The board is built with the serial boards' bridge parameters (1024-word FIFO, 64-word
+    chunks) and a 32-lane accelerator large enough for the network; the bytes per
+    minibatch depend on the inputs and the batch size only (hidden widths and lanes change
+    the accelerator's time, not the link's bytes).
+
+    Returns
+    -------
+    dict
+        ``down_bytes``/``up_bytes`` per minibatch (host to board, board to host),
+        ``payload_bytes`` (the TRAIN packet's words), ``link_samples_per_s`` at ``baud``
+        (10 bits a byte), ``accelerator_samples_per_s`` at ``clock_mhz`` and ``cycles``
+        per minibatch of 100.
+    """
+    import numpy as np
+
+    from xnorlearn.contract import Build
+    from xnorlearn.sw import protocol
+    from xnorlearn.sw.datasets import MedianBinarizer, load_dataset
+    from xnorlearn.sw.driver import Device
+    from xnorlearn.sw.golden import FastBMLP, NetworkConfig
+    from xnorlearn.sw.serial_transport import SerialTransport
+
+    data = load_dataset(dataset)
+    binarize = MedianBinarizer().fit(data.x_train[:10000])
+    a_all = binarize.transform(data.x_train[:batch_size * batches])
+    y_all = data.y_train[:batch_size * batches]
+    inputs = a_all.shape[1]
+    build = Build(lanes=32, max_layers=len(hidden), max_width=max(hidden),
+                  max_fan_in=inputs, classes=10, max_batch=max(batch_size, 1),
+                  max_groups=16)
+    board = SimulatedSerialBoard(build, work_dir=work_dir,
+                                 bridge=dict(fifo_depth=1024, max_chunk=64), progress=progress)
+    gammas = tuple(next(d for d in range(75, 0, -1) if k % d == 0) for k in hidden)
+    config = NetworkConfig(sizes=(inputs, *hidden), classes=10, gamma=gammas)
+    with board.start():
+        transport = SerialTransport.open(board.port, timeout=20, retry_interval=2.0,
+                                         cycles_per_second=2e4)
+        dev = Device(transport, timeout=60)
+        model = FastBMLP(config)
+        dev.load(model)
+        down, up = [], []
+        for b in range(batches):
+            a0 = a_all[b * batch_size:(b + 1) * batch_size]
+            y = y_all[b * batch_size:(b + 1) * batch_size]
+            w0, r0 = transport.stats["bytes_written"], transport.stats["bytes_read"]
+            errors = dev.train_batch(a0, y)
+            dev.transport.wait_sent(timeout=10)
+            assert errors == model.train_batch(a0, y)
+            down.append(transport.stats["bytes_written"] - w0)
+            up.append(transport.stats["bytes_read"] - r0)
+            progress(f"minibatch {b + 1}: {down[-1]} bytes to the board, {up[-1]} back")
+        mismatch = dev.compare_weights(model)
+        transport.close()
+    payload = 4 * len(protocol.train_packet(a_all[:batch_size], y_all[:batch_size],
+                                            classes=10))
+    line = max(np.mean(down), np.mean(up))
+    return {"down_bytes": float(np.mean(down)), "up_bytes": float(np.mean(up)),
+            "payload_bytes": payload, "batch_size": batch_size, "baud": baud,
+            "link_samples_per_s": batch_size / (line * 10 / baud),
+            "accelerator_samples_per_s": batch_size * clock_mhz * 1e6 / cycles,
+            "clock_mhz": clock_mhz, "cycles": cycles, "bit_exact": mismatch is None,
+            "dataset": data.name}
+
+
+if __name__ == "__main__":
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="bytes per minibatch on the serial link")
+    parser.add_argument("--batches", type=int, default=4)
+    parser.add_argument("--dataset", default="auto")
+    parser.add_argument("--work-dir", default="build/serial-sim")
+    args = parser.parse_args()
+    result = measure_link(batches=args.batches, dataset=args.dataset, work_dir=args.work_dir,
+                          progress=lambda text: print(text, file=sys.stderr, flush=True))
+    print(json.dumps(result, indent=1))

