@@ -29,9 +29,11 @@ import time
 from pathlib import Path
 
 from amaranth.hdl import ClockDomain, Const, Elaboratable, Instance, Module, Signal
+from amaranth.lib import io
 from amaranth.lib.cdc import ResetSynchronizer
 
 from xnorlearn.contract import Build, check_int
+from xnorlearn.hw.accelerator import core_parameters
 from xnorlearn.hw.serial_bridge import SerialAccelerator
 from xnorlearn.hw.uart import divisor_for
 
@@ -117,6 +119,17 @@ _PFD_MHZ = (3.125, 400.0)
 _VCO_MHZ = (400.0, 800.0)
 
 
+def _half_period_phase(input_mhz, clki, fb, op):
+    """``CLKOP_CPHASE`` of half an output period in VCO cycles, truncated after the
+    single-precision arithmetic that ecppll uses (so ``op / 2`` or one less when even)."""
+    import numpy as np
+    f32 = np.float32
+    vco = f32(input_mhz) / f32(clki) * f32(fb) * f32(op)
+    out = vco / f32(op)
+    half = f32(1.0 / (float(out) * 1e6) * 0.5)
+    return int(float(half) * (float(vco) * 1e6))
+
+
 def pll_parameters(input_mhz, output_mhz):
     """Dividers of an ECP5 ``EHXPLLL`` (feedback from ``CLKOP``) for ``output_mhz`` from
     ``input_mhz``: the closest output frequency, ties to a VCO nearest 600 MHz (as
@@ -147,7 +160,8 @@ def pll_parameters(input_mhz, output_mhz):
                 key = (abs(out - output_mhz), abs(vco - 600))
                 if best is None or key < best[0]:
                     best = (key, dict(clki_div=clki, clkfb_div=fb, clkop_div=op,
-                                      clkop_cphase=op // 2, vco_mhz=vco, output_mhz=out))
+                                      clkop_cphase=_half_period_phase(input_mhz, clki, fb, op),
+                                      vco_mhz=vco, output_mhz=out))
     if best is None or best[0][0] > 0.005 * output_mhz:
         raise ValueError(f"the ECP5 PLL cannot make {output_mhz:g} MHz from {input_mhz:g} MHz"
                          + (f" (closest {best[1]['output_mhz']:.3f} MHz)" if best else ""))
@@ -221,9 +235,9 @@ class BoardTop(Elaboratable):
 
     Raises
     ------
-    ValueError
-        For an unknown board, a clock the PLL cannot make, or a baud rate the clock cannot
-        divide to within 2 %.
+    TypeError, ValueError
+        For an unknown board, a clock the PLL cannot make, a baud rate the clock cannot
+        divide to within 2 %, or a build the core cannot implement.
     """
 
     def __init__(self, *, board, build, clock_mhz=None, baud=None):
@@ -240,14 +254,18 @@ class BoardTop(Elaboratable):
         self.pll = pll_parameters(spec.osc_hz / 1e6, self.clock_mhz)
         self.clock_hz = self.pll["output_mhz"] * 1e6
         self.bridge = bridge_parameters(self.clock_hz, self.baud)
-        self.design = SerialAccelerator(build=build, **self.bridge)
+        core_parameters(build)          # refuses a build the core cannot implement
+
+    def make_design(self):
+        """The :class:`~xnorlearn.hw.serial_bridge.SerialAccelerator` this top wraps."""
+        return SerialAccelerator(build=self.build, **self.bridge)
 
     def elaborate(self, platform):
         m = Module()
         locked, beat = _clocking(m, platform, self)
-        m.submodules.design = design = self.design
-        uart = platform.request("uart", 0)
-        m.d.comb += [design.rx.eq(uart.rx.i), uart.tx.o.eq(design.tx)]
+        m.submodules.design = design = self.make_design()
+        rx, tx = _uart_pins(m, platform)
+        m.d.comb += [design.rx.eq(rx), tx.eq(design.tx)]
         _leds(m, platform, self.spec, [design.idle, design.busy, design.error,
                                        design.link_error, design.rx_activity,
                                        design.tx_activity, locked, beat])
@@ -270,7 +288,6 @@ class LoopbackTop(BoardTop):
                                                   max_fan_in=1, classes=2, max_batch=1,
                                                   max_groups=1, draw_lanes=2),
                          clock_mhz=clock_mhz, baud=baud)
-        self.design = None
         self.build = None
 
     def elaborate(self, platform):
@@ -281,8 +298,8 @@ class LoopbackTop(BoardTop):
         locked, beat = _clocking(m, platform, self)
         m.submodules.uart = uart = UART(divisor=self.bridge["divisor"])
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=8, depth=2048)
-        pins = platform.request("uart", 0)
-        m.d.comb += [uart.rx_pin.eq(pins.rx.i), pins.tx.o.eq(uart.tx_pin),
+        rx, tx = _uart_pins(m, platform)
+        m.d.comb += [uart.rx_pin.eq(rx), tx.eq(uart.tx_pin),
                      fifo.w_data.eq(uart.rx.payload), fifo.w_en.eq(uart.rx.valid),
                      uart.rx.ready.eq(fifo.w_rdy),
                      uart.tx.payload.eq(fifo.r_data), uart.tx.valid.eq(fifo.r_rdy),
@@ -297,7 +314,9 @@ class LoopbackTop(BoardTop):
 def _clocking(m, platform, top):
     """The sync domain from the PLL, in reset until it locks; returns (locked, heartbeat)."""
     spec = top.spec
-    clk_in = platform.request(platform.default_clk, 0).i
+    m.submodules.clk_buf = clk_buf = io.Buffer("i", platform.request(platform.default_clk, 0,
+                                                                     dir="-"))
+    clk_in = clk_buf.i
     m.domains.sync = cd_sync = ClockDomain("sync")
     locked = Signal()
     m.submodules.pll = _PLL(clk_in, cd_sync.clk, locked, spec.osc_hz / 1e6,
@@ -314,17 +333,27 @@ def _clocking(m, platform, top):
     return locked, beat
 
 
+def _uart_pins(m, platform):
+    """The USB-UART's rx (into the FPGA) and tx lines."""
+    pins = platform.request("uart", 0, dir="-")
+    m.submodules.uart_rx_buf = rx = io.Buffer("i", pins.rx)
+    m.submodules.uart_tx_buf = tx = io.Buffer("o", pins.tx)
+    return rx.i, tx.o
+
+
 def _leds(m, platform, spec, lights):
     """Eight lights on the ULX3S's LEDs 0..7, or on green, blue, red of ECPIX-5 RGB LEDs
     0..2."""
+    outputs = []
     if spec.loader_board == "ulx3s":
-        for i, light in enumerate(lights):
-            m.d.comb += platform.request("led", i).o.eq(light)
+        outputs = [platform.request("led", i, dir="-") for i in range(8)]
     else:
         for i in range(3):
-            rgb = platform.request("rgb_led", i)
-            for colour, light in zip((rgb.g, rgb.b, rgb.r), lights[3 * i:3 * i + 3]):
-                m.d.comb += colour.o.eq(light)
+            rgb = platform.request("rgb_led", i, dir="-")
+            outputs += [rgb.g, rgb.b, rgb.r]
+    for i, (port, light) in enumerate(zip(outputs, lights)):
+        m.submodules[f"led_buf_{i}"] = buf = io.Buffer("o", port)
+        m.d.comb += buf.o.eq(light)
 
 
 # -- build ------------------------------------------------------------------------------------
