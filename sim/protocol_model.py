@@ -52,7 +52,7 @@ from xnorlearn.sw.golden.config import NetworkConfig
 from xnorlearn.sw.golden.fast import FastBMLP
 
 __all__ = ["OKAY", "SLVERR", "Unpredictable", "StreamViolation", "Config", "Expected",
-           "ProtocolModel", "sweep_indices", "h_payload", "pattern_payload", "t_word",
+           "ProtocolModel", "config_of", "fit_problem", "sweep_indices", "h_payload", "pattern_payload", "t_word",
            "words_per_neuron", "h_units"]
 
 OKAY, SLVERR = 0, 2
@@ -254,6 +254,17 @@ def fit_problem(build, regs):
     return None
 
 
+def config_of(build, regs):
+    """The :class:`Config` that register values ``regs`` give, or None if they do not fit
+    ``build``."""
+    if fit_problem(build, regs) is not None:
+        return None
+    L = regs["LAYERS"]
+    get = lambda name: tuple(regs[f"{name}_{l}"] for l in range(L))
+    return Config(L, regs["INPUTS"], get("WIDTH"), get("GAMMA"), get("ROBUST"),
+                  get("THRESH"), get("KEY"))
+
+
 # -- what the model expects of a packet ---------------------------------------------------------
 
 @dataclasses.dataclass
@@ -378,12 +389,7 @@ class ProtocolModel:
 
     def config(self):
         """The :class:`Config` of the registers, or None if it does not fit the build."""
-        if fit_problem(self.build, self.regs) is not None:
-            return None
-        L = self.regs["LAYERS"]
-        get = lambda name: tuple(self.regs[f"{name}_{l}"] for l in range(L))
-        return Config(L, self.regs["INPUTS"], get("WIDTH"), get("GAMMA"), get("ROBUST"),
-                      get("THRESH"), get("KEY"))
+        return config_of(self.build, self.regs)
 
     # -- registers -------------------------------------------------------------------------
 
