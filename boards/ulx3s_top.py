@@ -1,6 +1,6 @@
 """The serial boards: the accelerator on a ULX3S-85F (or an ECPIX-5-85) behind its USB-UART.
 
-The design (:class:`BoardTop`) is :class:`xnorlearn.hw.serial_bridge.SerialAccelerator`
+The design (:class:`xnorlearn.boards.ulx3s.BoardTop`) is :class:`xnorlearn.hw.serial_bridge.SerialAccelerator`
 (the accelerator and the serial bridge) clocked by an ``EHXPLLL`` PLL from the board's
 oscillator, held in reset until the PLL locks, with the bridge's UART on the board's
 USB-UART and its state on the LEDs. ``docs/ulx3s.md`` has the link protocol, the LEDs and
@@ -28,16 +28,9 @@ import sys
 import time
 from pathlib import Path
 
-from amaranth.hdl import ClockDomain, Const, Elaboratable, Instance, Module, Signal
-from amaranth.lib import io
-from amaranth.lib.cdc import ResetSynchronizer
+from xnorlearn.contract import Build
 
-from xnorlearn.contract import Build, check_int
-from xnorlearn.hw.accelerator import core_parameters
-from xnorlearn.hw.serial_bridge import SerialAccelerator
-from xnorlearn.hw.uart import divisor_for
-
-__all__ = ["BoardSpec", "BOARDS", "BoardTop", "LoopbackTop", "BoardBuildError", "pll_parameters",
+__all__ = ["BoardSpec", "BOARDS", "BoardBuildError", "make_top", "pll_parameters",
            "bridge_parameters", "build_board", "program_board", "add_build_arguments",
            "run_build", "add_program_arguments", "run_program", "DEFAULT_BUILD"]
 
@@ -91,26 +84,9 @@ class BoardSpec:
 BOARDS = {
     "ulx3s-85f": BoardSpec("ulx3s-85f", "xnorlearn.boards.ulx3s:ULX3S_85F_Platform", 25e6,
                            3_000_000, 75.0, "ulx3s", "FT231X"),
-    "ecpix5-85": BoardSpec("ecpix5-85", "xnorlearn.boards.ulx3s_top:ECPIX5_85_Platform", 100e6,
+    "ecpix5-85": BoardSpec("ecpix5-85", "xnorlearn.boards.ulx3s:ECPIX5_85_Platform", 100e6,
                            12_000_000, 72.0, "ecpix5", "FT2232H"),
 }
-
-
-def _ecpix5_platform():
-    from amaranth_boards import ecpix5
-
-    from xnorlearn.boards.ulx3s import _ULX3SPlatform
-
-    class ECPIX5_85_Platform(_ULX3SPlatform, ecpix5.ECPIX585Platform):
-        """ECPIX-5 with an LFE5UM5G-85F (CABGA554), synthesised like the ULX3S builds."""
-
-    return ECPIX5_85_Platform
-
-
-def __getattr__(name):
-    if name == "ECPIX5_85_Platform":
-        return _ecpix5_platform()
-    raise AttributeError(name)
 
 
 # -- PLL --------------------------------------------------------------------------------------
@@ -168,36 +144,6 @@ def pll_parameters(input_mhz, output_mhz):
     return best[1]
 
 
-class _PLL(Elaboratable):
-    def __init__(self, clk_in, clk_out, locked, input_mhz, output_mhz):
-        self.clk_in, self.clk_out, self.locked = clk_in, clk_out, locked
-        self.input_mhz, self.output_mhz = input_mhz, output_mhz
-        self.params = pll_parameters(input_mhz, output_mhz)
-
-    def elaborate(self, platform):
-        m = Module()
-        p = self.params
-        m.submodules.pll = Instance(
-            "EHXPLLL",
-            a_FREQUENCY_PIN_CLKI=f"{self.input_mhz:g}",
-            a_FREQUENCY_PIN_CLKOP=f"{p['output_mhz']:g}",
-            a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1",
-            a_MFG_GMCREF_SEL="2",
-            p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
-            p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_OUTDIVIDER_MUXB="DIVB",
-            p_OUTDIVIDER_MUXC="DIVC", p_OUTDIVIDER_MUXD="DIVD",
-            p_CLKI_DIV=p["clki_div"], p_CLKOP_ENABLE="ENABLED", p_CLKOP_DIV=p["clkop_div"],
-            p_CLKOP_CPHASE=p["clkop_cphase"], p_CLKOP_FPHASE=0, p_FEEDBK_PATH="CLKOP",
-            p_CLKFB_DIV=p["clkfb_div"],
-            i_RST=Const(0), i_STDBY=Const(0), i_CLKI=self.clk_in, o_CLKOP=self.clk_out,
-            i_CLKFB=self.clk_out, i_PHASESEL0=Const(0), i_PHASESEL1=Const(0),
-            i_PHASEDIR=Const(1), i_PHASESTEP=Const(1), i_PHASELOADREG=Const(1),
-            i_PLLWAKESYNC=Const(0), i_ENCLKOP=Const(0), o_LOCK=self.locked)
-        return m
-
-
-# -- the design -------------------------------------------------------------------------------
-
 def bridge_parameters(clock_hz, baud):
     """The serial bridge's parameters on a board at ``clock_hz``: the UART divider for
     ``baud``, a 1024-word FIFO, 5 ms without a byte inside a frame, 1 s of silence in the
@@ -208,30 +154,28 @@ def bridge_parameters(clock_hz, baud):
     ValueError
         If ``baud`` is not within 2 % of ``clock_hz`` divided by an integer >= 4.
     """
+    from xnorlearn.hw.uart import divisor_for
     return dict(divisor=divisor_for(clock_hz, baud), fifo_depth=1024, max_chunk=64,
                 max_out=64, byte_timeout=int(5e-3 * clock_hz),
                 abort_timeout=int(1.0 * clock_hz), poll_interval=int(10e-3 * clock_hz),
                 led_stretch=int(50e-3 * clock_hz))
 
 
-class BoardTop(Elaboratable):
-    """The accelerator and its serial bridge on a board: PLL, reset, UART pins and LEDs.
 
-    LEDs (ULX3S ``led`` 0..7): 0 idle, 1 busy, 2 error (the accelerator's ``STATUS``),
-    3 a link fault in the last 50 ms, 4 bytes received, 5 bytes sent, 6 PLL locked,
-    7 a 1 Hz heartbeat. On the ECPIX-5 the same eight on the green, blue and red parts of
-    RGB LEDs 0..2 (see ``docs/ulx3s.md``).
+def make_top(board, build=None, *, clock_mhz=None, baud=None, loopback=False):
+    """The design of a serial board: :class:`~xnorlearn.boards.ulx3s.BoardTop` (or, with
+    ``loopback``, :class:`~xnorlearn.boards.ulx3s.LoopbackTop`) for ``board``.
 
     Parameters
     ----------
     board : str
         A key of :data:`BOARDS`.
-    build : Build
-        The accelerator's build.
+    build : Build, optional
+        The accelerator's build (default :data:`DEFAULT_BUILD`).
     clock_mhz : float, optional
-        The build clock (default the board's).
+        The build clock, 10..200 MHz (default the board's).
     baud : int, optional
-        The UART's rate (default the board's USB-UART's highest).
+        The UART's rate, 9600..12,000,000 (default the board's USB-UART's highest).
 
     Raises
     ------
@@ -239,121 +183,21 @@ class BoardTop(Elaboratable):
         For an unknown board, a clock the PLL cannot make, a baud rate the clock cannot
         divide to within 2 %, or a build the core cannot implement.
     """
-
-    def __init__(self, *, board, build, clock_mhz=None, baud=None):
-        if board not in BOARDS:
-            raise ValueError(f"board must be one of {sorted(BOARDS)}, got {board!r}")
-        if not isinstance(build, Build):
-            raise TypeError(f"build must be a xnorlearn.contract.Build, got {build!r}")
-        self.spec = spec = BOARDS[board]
-        self.build = build
-        self.clock_mhz = float(clock_mhz or spec.clock_mhz)
-        if not 10 <= self.clock_mhz <= 200:
-            raise ValueError(f"clock_mhz must be in 10..200, got {clock_mhz}")
-        self.baud = check_int("baud", baud if baud is not None else spec.baud, 9600, 12_000_000)
-        self.pll = pll_parameters(spec.osc_hz / 1e6, self.clock_mhz)
-        self.clock_hz = self.pll["output_mhz"] * 1e6
-        self.bridge = bridge_parameters(self.clock_hz, self.baud)
-        core_parameters(build)          # refuses a build the core cannot implement
-
-    def make_design(self):
-        """The :class:`~xnorlearn.hw.serial_bridge.SerialAccelerator` this top wraps."""
-        return SerialAccelerator(build=self.build, **self.bridge)
-
-    def elaborate(self, platform):
-        m = Module()
-        locked, beat = _clocking(m, platform, self)
-        m.submodules.design = design = self.make_design()
-        rx, tx = _uart_pins(m, platform)
-        m.d.comb += [design.rx.eq(rx), tx.eq(design.tx)]
-        _leds(m, platform, self.spec, [design.idle, design.busy, design.error,
-                                       design.link_error, design.rx_activity,
-                                       design.tx_activity, locked, beat])
-        return m
-
-
-class LoopbackTop(BoardTop):
-    """A board's clocking and UART alone, every byte received sent back: checks the PLL,
-    the pins and the USB-UART at the bridge's rate without the accelerator (and builds
-    in a minute). LEDs: 4 bytes received, 5 bytes sent, 6 PLL locked, 7 heartbeat.
-
-    Parameters
-    ----------
-    board, clock_mhz, baud
-        As :class:`BoardTop`.
-    """
-
-    def __init__(self, *, board, clock_mhz=None, baud=None):
-        super().__init__(board=board, build=Build(lanes=32, max_layers=1, max_width=2,
-                                                  max_fan_in=1, classes=2, max_batch=1,
-                                                  max_groups=1, draw_lanes=2),
-                         clock_mhz=clock_mhz, baud=baud)
-        self.build = None
-
-    def elaborate(self, platform):
-        from amaranth.lib.fifo import SyncFIFOBuffered
-
-        from xnorlearn.hw.uart import UART
-        m = Module()
-        locked, beat = _clocking(m, platform, self)
-        m.submodules.uart = uart = UART(divisor=self.bridge["divisor"])
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=8, depth=2048)
-        rx, tx = _uart_pins(m, platform)
-        m.d.comb += [uart.rx_pin.eq(rx), tx.eq(uart.tx_pin),
-                     fifo.w_data.eq(uart.rx.payload), fifo.w_en.eq(uart.rx.valid),
-                     uart.rx.ready.eq(fifo.w_rdy),
-                     uart.tx.payload.eq(fifo.r_data), uart.tx.valid.eq(fifo.r_rdy),
-                     fifo.r_en.eq(uart.tx.ready)]
-        rx_seen, tx_seen = Signal(), Signal()
-        m.d.sync += [rx_seen.eq(uart.rx_active), tx_seen.eq(~uart.tx_pin)]
-        _leds(m, platform, self.spec, [Const(0), Const(0), Const(0), uart.rx_overrun,
-                                       rx_seen, tx_seen, locked, beat])
-        return m
-
-
-def _clocking(m, platform, top):
-    """The sync domain from the PLL, in reset until it locks; returns (locked, heartbeat)."""
-    spec = top.spec
-    m.submodules.clk_buf = clk_buf = io.Buffer("i", platform.request(platform.default_clk, 0,
-                                                                     dir="-"))
-    clk_in = clk_buf.i
-    m.domains.sync = cd_sync = ClockDomain("sync")
-    locked = Signal()
-    m.submodules.pll = _PLL(clk_in, cd_sync.clk, locked, spec.osc_hz / 1e6,
-                            top.pll["output_mhz"])
-    platform.add_clock_constraint(cd_sync.clk, top.clock_hz)
-    m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
-    half = int(top.clock_hz) // 2
-    count = Signal(range(half + 1))
-    beat = Signal()
-    with m.If(count == 0):
-        m.d.sync += [count.eq(half), beat.eq(~beat)]
-    with m.Else():
-        m.d.sync += count.eq(count - 1)
-    return locked, beat
-
-
-def _uart_pins(m, platform):
-    """The USB-UART's rx (into the FPGA) and tx lines."""
-    pins = platform.request("uart", 0, dir="-")
-    m.submodules.uart_rx_buf = rx = io.Buffer("i", pins.rx)
-    m.submodules.uart_tx_buf = tx = io.Buffer("o", pins.tx)
-    return rx.i, tx.o
-
-
-def _leds(m, platform, spec, lights):
-    """Eight lights on the ULX3S's LEDs 0..7, or on green, blue, red of ECPIX-5 RGB LEDs
-    0..2."""
-    outputs = []
-    if spec.loader_board == "ulx3s":
-        outputs = [platform.request("led", i, dir="-") for i in range(8)]
-    else:
-        for i in range(3):
-            rgb = platform.request("rgb_led", i, dir="-")
-            outputs += [rgb.g, rgb.b, rgb.r]
-    for i, (port, light) in enumerate(zip(outputs, lights)):
-        m.submodules[f"led_buf_{i}"] = buf = io.Buffer("o", port)
-        m.d.comb += buf.o.eq(light)
+    from xnorlearn.contract import check_int
+    if board not in BOARDS:
+        raise ValueError(f"board must be one of {sorted(BOARDS)}, got {board!r}")
+    spec = BOARDS[board]
+    mhz = float(clock_mhz or spec.clock_mhz)
+    if not 10 <= mhz <= 200:
+        raise ValueError(f"clock_mhz must be in 10..200, got {clock_mhz}")
+    baud = check_int("baud", baud if baud is not None else spec.baud, 9600, 12_000_000)
+    pll = pll_parameters(spec.osc_hz / 1e6, mhz)
+    bridge = bridge_parameters(pll["output_mhz"] * 1e6, baud)
+    from xnorlearn.boards.ulx3s import BoardTop, LoopbackTop
+    if loopback:
+        return LoopbackTop(spec=spec, pll=pll, bridge=bridge, baud=baud)
+    return BoardTop(spec=spec, build=build or Build(**DEFAULT_BUILD), pll=pll, bridge=bridge,
+                    baud=baud)
 
 
 # -- build ------------------------------------------------------------------------------------
@@ -442,13 +286,14 @@ def build_board(board="ulx3s-85f", build=None, *, out_dir, clock_mhz=None, baud=
     out_dir : path
         Where the files, logs, ``top.bit`` and the report go.
     clock_mhz, baud
-        As :class:`BoardTop`.
+        As :class:`xnorlearn.boards.ulx3s.BoardTop`.
     seed : int
         nextpnr's placer seed.
     do_build : bool
         False: only write the files (RTLIL, LPF, scripts) and the report's design part.
     loopback : bool
-        Build :class:`LoopbackTop` (the UART echoing bytes) instead of the accelerator.
+        Build :class:`~xnorlearn.boards.ulx3s.LoopbackTop` (the UART echoing bytes) instead
+        of the accelerator.
     timeout : float
         Seconds each tool may run.
     progress : callable, optional
@@ -469,10 +314,7 @@ def build_board(board="ulx3s-85f", build=None, *, out_dir, clock_mhz=None, baud=
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    if loopback:
-        top = LoopbackTop(board=board, clock_mhz=clock_mhz, baud=baud)
-    else:
-        top = BoardTop(board=board, build=build, clock_mhz=clock_mhz, baud=baud)
+    top = make_top(board, build, clock_mhz=clock_mhz, baud=baud, loopback=loopback)
     spec = top.spec
     platform = spec.make_platform()
     mhz = top.pll["output_mhz"]
@@ -675,9 +517,11 @@ def run_build(args):
     try:
         build = Build(**{name: getattr(args, name) for name in _BUILD_ARGS
                          if getattr(args, name) is not None})
-        top_check = BoardTop(board=args.board, build=build, clock_mhz=args.clock_mhz,
-                             baud=args.baud)
-        del top_check
+        make_top(args.board, build, clock_mhz=args.clock_mhz, baud=args.baud)
+    except ImportError as e:
+        print(f"xnorlearn build: the gateware tools are not installed ({e}): pip install "
+              f"'xnorlearn[dev]'", file=sys.stderr)
+        return 1
     except (TypeError, ValueError) as e:
         print(f"xnorlearn build: {e}", file=sys.stderr)
         return 2

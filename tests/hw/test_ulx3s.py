@@ -9,13 +9,15 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
-from xnorlearn.boards.ulx3s_top import (BOARDS, BoardBuildError, BoardTop, add_build_arguments,
+from xnorlearn.boards.ulx3s_top import (BOARDS, BoardBuildError, add_build_arguments,
                                         add_program_arguments, bridge_parameters, build_board,
-                                        pll_parameters, program_board, run_build, run_program)
+                                        make_top, pll_parameters, program_board, run_build,
+                                        run_program)
 from xnorlearn.contract import Build
 
 SMALL = Build(lanes=32, max_layers=1, max_width=8, max_fan_in=32, classes=2, max_batch=1,
@@ -60,9 +62,9 @@ def test_bridge_parameters():
         bridge_parameters(70e6, 12_000_000)
     assert bridge_parameters(80e6, 3_000_000)["divisor"] == 27     # 1.2 % off
     with pytest.raises(ValueError, match="board must be one of"):
-        BoardTop(board="arty", build=SMALL)
+        make_top("arty", SMALL)
     with pytest.raises(ValueError, match="clock_mhz must be in 10..200"):
-        BoardTop(board="ulx3s-85f", build=SMALL, clock_mhz=300)
+        make_top("ulx3s-85f", SMALL, clock_mhz=300)
 
 
 def test_ulx3s_files(tmp_path):
@@ -92,6 +94,30 @@ def test_ecpix5_files(tmp_path):
     assert "--um5g-85k --package CABGA554" in script
     lpf = (tmp_path / "top.lpf").read_text()
     assert 'SITE "R26"' in lpf and 'SITE "R24"' in lpf   # FT2232H channel B
+
+
+def test_command_line_needs_no_gateware():
+    """The build and program commands' arguments, and programming, import no gateware (a
+    host with a board may have only the host side installed)."""
+    code = textwrap.dedent("""
+        import argparse, sys
+
+        class Absent:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("amaranth", "amaranth_boards"):
+                    raise ImportError(name + " is not installed")
+
+        sys.meta_path.insert(0, Absent())
+        from xnorlearn.boards import ulx3s_top
+        ulx3s_top.add_build_arguments(argparse.ArgumentParser())
+        ulx3s_top.add_program_arguments(argparse.ArgumentParser())
+        ulx3s_top.pll_parameters(25, 75)
+        bad = sorted(m for m in sys.modules if m.split(".")[0] in ("amaranth", "amaranth_boards"))
+        assert not bad, bad
+        print("ok")
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
 
 
 def _parse(add, argv):
