@@ -25,7 +25,7 @@ from xnorlearn.sw.transport import TransportError
 
 serial = pytest.importorskip("serial")
 
-BUILD = Build(lanes=32, max_layers=2, max_width=64, max_fan_in=128, classes=6, max_batch=16,
+BUILD = Build(lanes=32, max_layers=2, max_width=64, max_fan_in=128, classes=4, max_batch=16,
               max_groups=8)
 BRIDGE = dict(fifo_depth=64, max_chunk=16)
 #: Simulated seconds pass at a few million cycles per second: generous waits.
@@ -213,6 +213,23 @@ def test_training_bit_exact(running, rng):
     assert transport.stats["chunks_written"] > 30
     assert transport.stats["credit_waits"] > 0          # the 64-word FIFO held the host back
     transport.close()
+
+
+def test_train_command_on_the_serial_board(running, tmp_path):
+    """``xnorlearn train --device ulx3s --port PORT`` (open_ulx3s_transport, pyserial):
+    the same errors and accuracies as the golden model, epoch by epoch."""
+    import json
+
+    from xnorlearn.sw.cli import main
+    common = ["--dataset", "synthetic", "--hidden", "24", "16", "--epochs", "2",
+              "--train-limit", "96", "--test-limit", "32", "--batch-size", "16", "--quiet"]
+    assert main(["train", "--device", "ulx3s", "--port", running.port, "--timeout", "20",
+                 *common, "--out", str(tmp_path / "board")]) == 0
+    assert main(["train", "--device", "golden", *common, "--out", str(tmp_path / "golden")]) == 0
+    board, golden = (json.loads((tmp_path / d / "metrics.json").read_text())["epochs"]
+                     for d in ("board", "golden"))
+    assert [(e["train_error"], e["test_accuracy"]) for e in board] == \
+        [(e["train_error"], e["test_accuracy"]) for e in golden]
 
 
 def test_register_errors(running):
