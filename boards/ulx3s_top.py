@@ -1,10 +1,12 @@
-"""The serial boards: the accelerator on a ULX3S-85F (or an ECPIX-5-85) behind its USB-UART.
+"""Build and program the serial boards: the accelerator on a ULX3S-85F (or an ECPIX-5-85)
+behind its USB-UART.
 
-The design (:class:`xnorlearn.boards.ulx3s.BoardTop`) is :class:`xnorlearn.hw.serial_bridge.SerialAccelerator`
-(the accelerator and the serial bridge) clocked by an ``EHXPLLL`` PLL from the board's
-oscillator, held in reset until the PLL locks, with the bridge's UART on the board's
-USB-UART and its state on the LEDs. ``docs/ulx3s.md`` has the link protocol, the LEDs and
-the figures.
+The design (:class:`xnorlearn.boards.ulx3s.BoardTop`, made by :func:`make_top`) is
+:class:`xnorlearn.hw.serial_bridge.SerialAccelerator` (the accelerator and the serial
+bridge) clocked by an ``EHXPLLL`` PLL from the board's oscillator, held in reset until the
+PLL locks, with the bridge's UART on the board's USB-UART and its state on the LEDs.
+``docs/ulx3s.md`` has the link protocol, the LEDs and the figures. This module imports no
+gateware until it builds, so a host that only trains has the commands' arguments.
 
 Build and program from the command line (the functions here are what ``xnorlearn build``
 and ``xnorlearn program`` run)::

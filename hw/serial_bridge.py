@@ -13,8 +13,9 @@ escaping; ``len`` counts 32-bit payload words, sent low byte first.
 Host to bridge: ``SYNC`` (a new session: an accelerator packet left open by an earlier
 host is terminated), ``RESET`` (drop the stream data in flight, both directions),
 ``REG_READ``/``REG_WRITE`` (one AXI4-Lite access; a repeated ``seq`` gets the answer of
-the access already made instead of a second access), ``PING`` (asks for a ``STATUS``) and ``DATA``/``DATA_LAST`` (up to
-``max_chunk`` words of a command packet, ``DATA_LAST`` ending it with ``tlast``).
+the access already made instead of a second access), ``PING`` (asks for a ``STATUS``)
+and ``DATA``/``DATA_LAST`` (up to ``max_chunk`` words of a command packet,
+``DATA_LAST`` ending it with ``tlast``).
 Bridge to host: ``STATUS`` (acknowledgements, refusals, credit and counters),
 ``REG_RESP`` and ``OUT``/``OUT_LAST`` (response words of the accelerator).
 
@@ -48,8 +49,8 @@ from xnorlearn.hw.accelerator import ADDR_WIDTH, AxiStreamSignature
 from xnorlearn.hw.axil import AxiLiteSignature
 from xnorlearn.hw.uart import MAX_DIVISOR, MIN_DIVISOR, UART
 
-__all__ = ["SerialBridge", "SerialAccelerator", "FrameType", "Reason", "FLAG", "ESC", "ESC_XOR", "VERSION",
-           "STATUS_WORDS", "crc16_step"]
+__all__ = ["SerialBridge", "SerialAccelerator", "FrameType", "Reason", "FLAG", "ESC",
+           "ESC_XOR", "VERSION", "STATUS_WORDS", "crc16_step"]
 
 FLAG, ESC, ESC_XOR = 0x7E, 0x7D, 0x20
 #: Version of the link protocol, reported in ``STATUS``.
