@@ -98,13 +98,20 @@ class Board:
     name : str
         Command-line name (``pynq-z2``).
     title : str
-    platform : type
-        Its fabric platform (:mod:`xnorlearn.boards.pynq_z2`).
+    platform_name : str
+        Its fabric platform's class in :mod:`xnorlearn.boards.pynq_z2`, imported only
+        when used (a host that only drives boards has no Amaranth).
     """
 
     name: str
     title: str
-    platform: type
+    platform_name: str
+
+    @property
+    def platform(self):
+        """The fabric platform class."""
+        from xnorlearn.boards import pynq_z2
+        return getattr(pynq_z2, self.platform_name)
 
     @property
     def part(self):
@@ -113,15 +120,10 @@ class Board:
         return f"{p.device}{p.package}-{p.speed}"
 
 
-def _boards():
-    from xnorlearn.boards.pynq_z2 import PYNQ_Z1_Platform, PYNQ_Z2_Platform
-    return {
-        "pynq-z1": Board("pynq-z1", "PYNQ-Z1", PYNQ_Z1_Platform),
-        "pynq-z2": Board("pynq-z2", "PYNQ-Z2", PYNQ_Z2_Platform),
-    }
-
-
-BOARDS = _boards()
+BOARDS = {
+    "pynq-z1": Board("pynq-z1", "PYNQ-Z1", "PYNQ_Z1_Platform"),
+    "pynq-z2": Board("pynq-z2", "PYNQ-Z2", "PYNQ_Z2_Platform"),
+}
 
 
 # -- clock ----------------------------------------------------------------------------------

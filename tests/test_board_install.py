@@ -23,7 +23,7 @@ def test_host_side_imports_no_gateware_or_simulator(tmp_path):
 
         sys.meta_path.insert(0, Absent())
         import xnorlearn.sw.driver, xnorlearn.sw.pynq_transport, xnorlearn.sw.devices
-        import xnorlearn.sw.train, xnorlearn.sw.cli
+        import xnorlearn.sw.train, xnorlearn.sw.cli, xnorlearn.sw.serial_transport
         from xnorlearn.sw.cli import main
         code = main(["train", "--dataset", "synthetic", "--hidden", "8", "--epochs", "1",
                      "--train-limit", "64", "--test-limit", "16", "--quiet",
