@@ -350,13 +350,22 @@ class SerialTransport(Transport):
         if self._closed:
             raise TransportError(f"{self.name}: the transport is closed")
         try:
-            waiting = getattr(self._port, "in_waiting", 0) or 0
-            self._port.timeout = max(wait, 0.0) if not waiting else 0
-            data = self._port.read(max(1, min(int(waiting), 1 << 16)))
-            more = getattr(self._port, "in_waiting", 0) or 0
-            if data and more:
-                self._port.timeout = 0
-                data += self._port.read(int(more))
+            if not hasattr(self._port, "in_waiting"):
+                # A port that cannot tell what is waiting: one byte within the wait, then
+                # what is there (a timeout of 0 does not block).
+                self._port.timeout = max(wait, 0.0)
+                data = self._port.read(1)
+                if data:
+                    self._port.timeout = 0
+                    data += self._port.read(1 << 12)
+            else:
+                waiting = self._port.in_waiting
+                self._port.timeout = max(wait, 0.0) if not waiting else 0
+                data = self._port.read(max(1, min(int(waiting), 1 << 16)))
+                more = self._port.in_waiting
+                if data and more:
+                    self._port.timeout = 0
+                    data += self._port.read(int(more))
         except Exception as e:
             raise TransportError(f"{self.name}: reading from the serial port failed: {e}") from None
         self.stats["bytes_read"] += len(data)

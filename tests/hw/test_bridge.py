@@ -232,6 +232,30 @@ def test_train_command_on_the_serial_board(running, tmp_path):
         [(e["train_error"], e["test_accuracy"]) for e in golden]
 
 
+class BarePort:
+    """Only ``read(n)``, ``write(data)`` and ``timeout``: what SerialTransport needs."""
+
+    def __init__(self, port):
+        self._port = port
+        self.timeout = port.timeout
+
+    def read(self, n):
+        self._port.timeout = self.timeout
+        return self._port.read(n)
+
+    def write(self, data):
+        return self._port.write(data)
+
+
+def test_bare_port_object(running, rng):
+    transport = SerialTransport(BarePort(serial.Serial(running.port, timeout=0.05)), **LINK)
+    dev = Device(transport, timeout=LINK["timeout"])
+    model = random_model(rng, BUILD, widths=(8, 32))
+    dev.load(model)
+    train_and_compare(dev, model, rng, batches=1)
+    transport.close()
+
+
 def test_register_errors(running):
     transport, _ = connect(running)
     with pytest.raises(TransportError, match="offset 0x2c was answered SLVERR"):
