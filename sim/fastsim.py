@@ -125,8 +125,7 @@ def _check_build(build):
 
 def _tool_env():
     from xnorlearn.sim.runner import simulator_path
-    env = dict(os.environ, PATH=simulator_path())
-    return env
+    return dict(os.environ, PATH=simulator_path())
 
 
 _tool_ids = {}
@@ -524,8 +523,8 @@ class FastSimTransport(Transport):
     progress : callable, optional
         Receives progress lines while the program is built (default: stderr).
     grace : float
-        Seconds a reply may be late beyond its chunk before the simulator is taken for
-        hung and killed (default 30).
+        Seconds, in 0.1..86400, a reply may be late beyond its chunk before the
+        simulator is taken for hung and killed (default 30).
     chunk_seconds : float
         Wall-clock time the simulator runs before it answers, in 0.001..10 (default
         0.25); also bounded by :data:`CHUNK_CYCLES` cycles.
@@ -566,6 +565,8 @@ class FastSimTransport(Transport):
         if seed is not None:
             _count("seed", seed, 0, 2 ** 64 - 1)
         self.grace = _seconds("grace", grace)
+        if not 0.1 <= self.grace <= 86400:
+            raise ValueError(f"grace must be in 0.1..86400 seconds, got {grace!r}")
         self.chunk_seconds = _seconds("chunk_seconds", chunk_seconds)
         if not 0.001 <= self.chunk_seconds <= 10:
             raise ValueError(f"chunk_seconds must be in 0.001..10, got {chunk_seconds!r}")
@@ -858,7 +859,9 @@ class FastSimTransport(Transport):
 
     def reset(self):
         """Drop the queued command words (also the one offered on ``s_axis``) and the
-        received response words. The accelerator is untouched."""
+        received response words. The accelerator is untouched, and what it sends after
+        this call is received as usual (a host that soft-resets the accelerator calls
+        this before and after)."""
         self._request(_OP_DROP)
 
     def close(self):

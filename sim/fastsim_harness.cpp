@@ -161,7 +161,7 @@ struct Board {
         Vtop &m = *top;
         m.clk = 0;
         m.eval();
-        dump(2 * cycles + 1);
+        dump(cycles * 10000 + 5000);  // ps: a 10 ns clock, falling edge
         const bool aw_fire = aw_valid && m.s_axil_awready;
         const bool w_fire = w_valid && m.s_axil_wready;
         const bool b_fire = m.s_axil_bready && m.s_axil_bvalid;
@@ -176,7 +176,7 @@ struct Board {
         m.clk = 1;
         m.eval();
         ++cycles;
-        dump(2 * cycles);
+        dump(cycles * 10000);
 
         if (in_reset) return;
         if (aw_fire) aw_pending = aw_valid = false;
