@@ -136,8 +136,8 @@ def connect(board, faulty=False, **kwargs):
     return transport, port
 
 
-def start_training(board, rng, faulty=True):
-    transport, port = connect(board, faulty)
+def start_training(board, rng, faulty=True, **link):
+    transport, port = connect(board, faulty, **link)
     dev = Device(transport, timeout=LINK["timeout"])
     model = random_model(rng, BUILD, widths=(20, 64))
     dev.load(model)
@@ -361,7 +361,8 @@ def test_silent_host_mid_packet(running, rng):
     """A host that stops in the middle of a packet (and stays connected): after the
     bridge's abort_timeout the packet is ended, the host is told, and a new session
     finds the accelerator's LENGTH refusal and nothing changed."""
-    transport, port, dev, model = start_training(running, rng)
+    # Retries for longer than the bridge's abort_timeout takes even on a loaded machine.
+    transport, port, dev, model = start_training(running, rng, max_retries=120)
     port.arm("mute", skip=1)
     a0, y = random_batch(rng, model, (BUILD.max_batch, BUILD.max_batch))
     with pytest.raises(TransportError, match="the board ended the command packet in progress "
