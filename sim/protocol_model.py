@@ -352,13 +352,16 @@ class ProtocolModel:
         self.core_error = ErrorCode.NONE
         self.discarding = False
         self.rx = None
+        self.header_pending = False   # the cycle after a header, see header_checked
+        self.last_write = None        # the WRITE_* completed last, until the next header
         self.inflight = None          # the packet whose response (or run) is not done
         self.responses = []
 
     @property
     def busy(self):
-        """The core is processing a packet (``STATUS.busy``)."""
-        return self.rx is not None or self.inflight is not None
+        """The core is processing a packet (``STATUS.busy``): from the cycle after it
+        takes a header (even one it refuses) until the packet is done."""
+        return self.rx is not None or self.inflight is not None or self.header_pending
 
     @property
     def error(self):
@@ -397,9 +400,10 @@ class ProtocolModel:
         """The register at byte ``offset`` (low two bits ignored), or None if unmapped."""
         return self._by_offset.get(offset & ~3 & 0xFFF)
 
-    def write(self, offset, data, strobe=0xF):
+    def write(self, offset, data, strobe=0xF, *, late_write=False):
         """A register write taking effect now; returns ``(resp, effect)``, effect one of
-        ``"slverr"``, ``"busy"`` (ignored, ``BUSY`` latched), ``"stored"``, ``"control"``."""
+        ``"slverr"``, ``"busy"`` (ignored, ``BUSY`` latched), ``"stored"``, ``"control"``.
+        ``late_write`` is passed on to :meth:`soft_reset`."""
         reg = self.register_at(offset)
         if reg is None or not reg.access.writable:
             self.log.append(f"write {offset:#05x} <- {data:#x}: SLVERR")
@@ -410,7 +414,7 @@ class ProtocolModel:
             fields = {f.name for f in reg.fields if bits & f.mask}
             self.log.append(f"write CONTROL {sorted(fields)}")
             if "soft_reset" in fields:
-                self.soft_reset()
+                self.soft_reset(late_write=late_write)
             elif "clear_error" in fields:
                 self.clear_error()
             return OKAY, "control"
@@ -454,14 +458,24 @@ class ProtocolModel:
         if self.discarding:
             self.log.append("clear_error before the refused packet's tlast: ignored")
             return
+        self.header_pending = False
         self.core_error = ErrorCode.NONE
         self.busy_latch = False
 
-    def soft_reset(self):
+    def soft_reset(self, *, late_write=False):
         """``CONTROL.soft_reset``: the core's registers to reset (error, counters, ``STEP``),
-        the packet in progress dropped; the memories keep what the docs say they keep."""
+        the packet in progress dropped; the memories keep what the docs say they keep.
+
+        ``late_write`` applies the rule of a soft reset in the middle of a ``WRITE_H`` to
+        the ``WRITE_H`` that was completed last. This is not what the docs say (a packet
+        whose last word was taken is done); it is the known deviation of ``H``'s
+        write-back, two cycles behind the word, which the bench allows only for a
+        ``soft_reset`` in those cycles (see :mod:`xnorlearn.sim.tb_fuzz`)."""
         rx, inflight = self.rx, self.inflight
         dropped = self.responses
+        if rx is None and late_write and self.last_write is not None \
+                and self.last_write.opcode == Opcode.WRITE_H:
+            self._soft_reset_mid_write(self.last_write)
         if rx is not None and rx.opcode in _WRITES:
             self._soft_reset_mid_write(rx)
         if inflight is not None and inflight[0] == Opcode.TRAIN:
@@ -479,6 +493,7 @@ class ProtocolModel:
         the core takes no word now (error or ``BUSY`` latched between packets)."""
         data &= MASK32
         last = bool(last)
+        self.header_pending = False
         if self.discarding:
             if last:
                 self.discarding = False
@@ -492,6 +507,13 @@ class ProtocolModel:
         """The response of the packet in flight ended (its ``tlast`` seen): the core is
         done with it."""
         self.inflight = None
+        self.header_pending = False
+
+    def header_checked(self):
+        """The cycle after a header has passed. The docs make the core busy "from the cycle
+        after it takes a header", a refused one included: a register write that lands in
+        that cycle is ignored with ``BUSY`` (hidden under the packet's code)."""
+        self.header_pending = False
 
     def _refuse(self, code, index, last, opcode):
         self.core_error = ErrorCode(code)
@@ -506,6 +528,8 @@ class ProtocolModel:
                                   " is latched")
         # A header taken while a response is still on its way: the core had finished.
         self.inflight = None
+        self.last_write = None
+        self.header_pending = True
         op, layer, count = split_header(data)
         self.log.append(f"header {data:#010x}{' (tlast)' if last else ''}")
         try:
@@ -550,6 +574,7 @@ class ProtocolModel:
         self._write_units(rx, i)
         if last:
             self.rx = None
+            self.last_write = rx
             self.log.append(f"{rx.opcode.name} of layer {rx.layer} done")
 
     # -- WRITE_*: units written as they arrive ----------------------------------------------
