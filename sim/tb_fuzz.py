@@ -60,7 +60,7 @@ from xnorlearn.sim.protocol_model import (OKAY, SLVERR, ProtocolModel, StreamVio
 from xnorlearn.sim.runner import default_seed, tb_params
 from xnorlearn.sim.streams import case_rng, record_cases
 
-__all__ = ["FuzzHost", "Timeout", "Finding", "Fuzzer", "KINDS"]
+__all__ = ["FuzzHost", "Timeout", "Finding", "Fuzzer", "KINDS", "ADVERSARIAL"]
 
 CLOCK_NS = 10
 
@@ -71,6 +71,9 @@ KINDS = {
     "bad_count": 2, "bad_config": 4, "write_race": 10, "write_phase": 8,
     "clear_error": 4, "soft_reset": 8, "registers": 4, "blocked": 2, "reconfigure": 3,
 }
+#: The kinds that are adversarial (everything but valid packets and reconfiguration).
+ADVERSARIAL = frozenset(KINDS) - {"train", "infer", "write_h", "write_p", "write_t", "read",
+                                  "queued", "reconfigure"}
 CONFIG_REGS = ("LAYERS", "INPUTS")
 LAYER_REGS = ("WIDTH", "GAMMA", "ROBUST", "THRESH", "KEY")
 OPCODES = [int(op) for op in Opcode]
@@ -1496,6 +1499,7 @@ async def test_fuzz(dut):
     wall = time.monotonic() - t0
     cases = sum(fuzzer.kinds.values())
     info = {"cases_per_kind": dict(sorted(fuzzer.kinds.items())),
+            "adversarial_cases": sum(n for k, n in fuzzer.kinds.items() if k in ADVERSARIAL),
             "subkinds": dict(sorted(fuzzer.subkinds.items())),
             "counts": dict(sorted(fuzzer.counts.items())),
             "moves": dict(sorted(fuzzer.moves.items())),
