@@ -63,8 +63,8 @@ class BoardSpec:
     baud : int
         The USB-UART's highest rate (the bridge's default).
     clock_mhz : float
-        The build clock by default: a multiple of the baud rate (an exact divider) below
-        the 64-lane build's routed Fmax.
+        The build clock by default: a multiple of the baud rate (an exact UART divider)
+        that the 64-lane build meets after routing (``docs/ulx3s.md``).
     loader_board : str
         openFPGALoader's ``-b`` name.
     """
@@ -85,9 +85,9 @@ class BoardSpec:
 
 BOARDS = {
     "ulx3s-85f": BoardSpec("ulx3s-85f", "xnorlearn.boards.ulx3s:ULX3S_85F_Platform", 25e6,
-                           3_000_000, 75.0, "ulx3s", "FT231X"),
+                           3_000_000, 60.0, "ulx3s", "FT231X"),
     "ecpix5-85": BoardSpec("ecpix5-85", "xnorlearn.boards.ulx3s:ECPIX5_85_Platform", 100e6,
-                           12_000_000, 72.0, "ecpix5", "FT2232H"),
+                           12_000_000, 60.0, "ecpix5", "FT2232H"),
 }
 
 
@@ -497,8 +497,8 @@ def add_build_arguments(parser):
         g.add_argument("--" + name.replace("_", "-"), type=int, default=default,
                        help=f"default {default if default is not None else 'the Build default'}")
     parser.add_argument("--clock-mhz", type=float, default=None,
-                        help="build clock from the PLL (default: 75 on the ULX3S, 72 on the "
-                             "ECPIX-5: exact UART dividers)")
+                        help="build clock from the PLL (default 60: exact UART dividers on both "
+                             "boards, and the 64-lane build meets it)")
     parser.add_argument("--baud", type=int, default=None,
                         help="UART rate (default the USB-UART's highest: 3,000,000 on the "
                              "ULX3S, 12,000,000 on the ECPIX-5)")
