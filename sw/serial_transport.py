@@ -449,12 +449,11 @@ class SerialTransport(Transport):
             self._counters = dict(st.counters)
         if st.reason >= 0x10:
             self.stats["nacks"] += 1
-            first = self._chunks[0].seq if self._chunks else st.rx_seq
-            self._fault(f"the board refused a frame ({Reason.NAMES.get(st.reason, st.reason)}: "
-                        f"{Reason.TEXT.get(st.reason, '?')}); sending again from chunk "
-                        f"{first}" if self._chunks else
-                        f"the board refused a frame ({Reason.NAMES.get(st.reason, st.reason)}: "
-                        f"{Reason.TEXT.get(st.reason, '?')})")
+            text = (f"the board refused a frame ({Reason.NAMES.get(st.reason, st.reason)}: "
+                    f"{Reason.TEXT.get(st.reason, '?')})")
+            if self._chunks:
+                text += f"; sending again from chunk {self._chunks[0].seq}"
+            self._fault(text)
             self._go_back()
             self._resend_register()
         if self._aborts is not None and st.aborts != self._aborts:
