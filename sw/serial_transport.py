@@ -372,6 +372,7 @@ class SerialTransport(Transport):
         return data
 
     def _fault(self, text):
+        text = text.removeprefix(f"{self.name}: ")
         self.events.append(text)
         _log.warning("%s: %s", self.name, text)
 
