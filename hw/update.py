@@ -180,7 +180,12 @@ class UpdateEngine(wiring.Component):
         draw_in = Signal(self._input_layout["draw"].shape)
         threshold_in = Signal.like(self.i.payload.threshold)
         m.d.comb += [draw_in.eq(self.i.payload.draw), threshold_in.eq(self.i.payload.threshold)]
+        # Data registers load only valid words: between the words the engine's lanes then
+        # see no new operands (in simulation the idle engine costs nothing).
+        loaded = Signal()
         with m.If(en_in):
+            m.d.sync += loaded.eq(self.i.valid)
+        with m.If(en_in & self.i.valid):
             m.d.sync += [p.eq(self.i.payload),
                          hit.eq(Cat(draw_in[n] < threshold_in for n in range(self._lanes)))]
 
@@ -225,12 +230,12 @@ class UpdateEngine(wiring.Component):
         # Output registers without reset (only the valid bit needs one).
         o_h = Signal(len(out.h.as_value()), reset_less=True)
         o_w = Signal(len(out.w), reset_less=True)
-        with m.If(en):
+        with m.If(en & loaded):
             m.d.sync += [o_h.eq(Cat(*new_h)), o_w.eq(Cat(*new_w))]
         m.d.comb += [out.h.as_value().eq(o_h), out.w.eq(o_w)]
         if self._tag_shape is not None:
             o_tag = Signal(self._tag_shape, reset_less=True)
-            with m.If(en):
+            with m.If(en & loaded):
                 m.d.sync += o_tag.eq(p.tag)
             m.d.comb += out.tag.eq(o_tag)
         return m
