@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 APT_PACKAGES := dataset-fashion-mnist iverilog g++ make perl python3-venv libpython3.11 tcl
-DEMO_ARGS ?= --device sim --dataset auto --hidden 135 135 --epochs 2 --batch-size 100 --out runs/demo
+DEMO_ARGS ?= --device sim --dataset auto --hidden 135 135 --epochs 1 --batch-size 100 --out runs/demo
 
 .PHONY: demo test setup system-packages clean
 
