@@ -3,7 +3,8 @@
 #   make test   set everything up, then run the test suite
 PYTHON ?= python3
 VENV ?= .venv
-APT_PACKAGES := dataset-fashion-mnist iverilog g++ make perl python3-venv libpython3.11 tcl
+APT_PACKAGES := dataset-fashion-mnist iverilog g++ make perl python3-venv libpython3.11 tcl \
+                libusb-1.0-0 libftdi1-2
 DEMO_ARGS ?= --device sim --dataset auto --hidden 135 135 --epochs 1 --batch-size 100 --out runs/demo
 
 .PHONY: demo test setup system-packages clean

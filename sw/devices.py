@@ -76,7 +76,12 @@ def open_device(kind="auto", *, build=None, overlay=None, port=None, baud=3_000_
         from xnorlearn.sw.serial_transport import open_ulx3s_transport
         transport = open_ulx3s_transport(port, baud, timeout)
     try:
-        return Device(transport, build=build, timeout=timeout)
+        device = Device(transport, build=build, timeout=timeout)
+        if device.status().error:
+            # A host that went away mid-packet leaves the accelerator in error (a serial
+            # board ends the packet so that it is refused): start from a clean state.
+            device.soft_reset()
+        return device
     except BaseException:
         transport.close()
         raise
