@@ -48,47 +48,10 @@ from xnorlearn.hw._params import check_int
 from xnorlearn.hw.accelerator import ADDR_WIDTH, AxiStreamSignature
 from xnorlearn.hw.axil import AxiLiteSignature
 from xnorlearn.hw.uart import MAX_DIVISOR, MIN_DIVISOR, UART
+from xnorlearn.serial_link import (ESC, ESC_XOR, FLAG, LINK_VERSION, STATUS_WORDS, FrameType,
+                                   Reason)
 
-__all__ = ["SerialBridge", "SerialAccelerator", "FrameType", "Reason", "FLAG", "ESC",
-           "ESC_XOR", "VERSION", "STATUS_WORDS", "crc16_step"]
-
-FLAG, ESC, ESC_XOR = 0x7E, 0x7D, 0x20
-#: Version of the link protocol, reported in ``STATUS``.
-VERSION = 1
-#: Payload words of a ``STATUS`` frame.
-STATUS_WORDS = 5
-
-
-class FrameType(enum.IntEnum):
-    """The ``type`` byte of a frame."""
-
-    SYNC = 0x01
-    RESET = 0x02
-    REG_READ = 0x03
-    REG_WRITE = 0x04
-    PING = 0x05
-    DATA = 0x10
-    DATA_LAST = 0x11
-    STATUS = 0x81
-    REG_RESP = 0x83
-    OUT = 0x90
-    OUT_LAST = 0x91
-
-
-class Reason(enum.IntEnum):
-    """Why a ``STATUS`` frame was sent (its first payload byte)."""
-
-    CREDIT = 0x00           # words left the FIFO
-    ACK = 0x01              # a chunk (or duplicate) arrived intact
-    INFO = 0x02             # reply to SYNC
-    RESET = 0x03            # reply to RESET
-    ABORTED = 0x04          # the bridge ended an open packet (silent host, or SYNC)
-    PONG = 0x05             # reply to PING
-    NACK_CRC = 0x10         # a frame failed its CRC
-    NACK_FRAMING = 0x11     # a frame was cut short by a FLAG, or its type or length is wrong
-    NACK_TIMEOUT = 0x12     # a frame stopped in the middle for byte_timeout cycles
-    NACK_OVERFLOW = 0x13    # a chunk larger than the room in the FIFO
-
+__all__ = ["SerialBridge", "SerialAccelerator", "crc16_step"]
 
 #: Which pending reason a new one replaces (higher wins; replies to SYNC/RESET always).
 _PRIORITY = {Reason.CREDIT: 0, Reason.ACK: 1, Reason.ABORTED: 2, Reason.NACK_CRC: 3,
@@ -608,7 +571,7 @@ class SerialBridge(wiring.Component):
         status_words = [
             Cat(st_reason, rx_seq, reg_seq, flags),
             Cat(rp, wp),
-            Cat(Const(abits, 8), Const(p["max_chunk"], 8), Const(VERSION, 8), aborts),
+            Cat(Const(abits, 8), Const(p["max_chunk"], 8), Const(LINK_VERSION, 8), aborts),
             Cat(crc_errors, framing_errors, timeouts, overflows),
             Cat(out_seq, Const(0, 24)),
         ]

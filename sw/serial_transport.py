@@ -48,61 +48,18 @@ import time
 
 import numpy as np
 
+from xnorlearn.serial_link import FLAG, LINK_VERSION, STATUS_WORDS, FrameType, Reason
 from xnorlearn.sw.transport import Transport, TransportError, TransportTimeout, as_words
 
 __all__ = ["SerialTransport", "open_ulx3s_transport", "encode_frame", "decode_frames",
-           "FrameType", "Reason", "FLAG", "ESC", "LINK_VERSION", "DEFAULT_BAUD"]
+           "DEFAULT_BAUD"]
 
-FLAG, ESC = 0x7E, 0x7D
 #: Version of the link protocol this transport speaks (``STATUS`` reports the bridge's).
-LINK_VERSION = 1
 DEFAULT_BAUD = 3_000_000
 _log = logging.getLogger("xnorlearn.serial")
 
 
-class FrameType:
-    """Frame types (the gateware's :class:`xnorlearn.hw.serial_bridge.FrameType`)."""
-
-    SYNC = 0x01
-    RESET = 0x02
-    REG_READ = 0x03
-    REG_WRITE = 0x04
-    PING = 0x05
-    DATA = 0x10
-    DATA_LAST = 0x11
-    STATUS = 0x81
-    REG_RESP = 0x83
-    OUT = 0x90
-    OUT_LAST = 0x91
-
-
-class Reason:
-    """Why the bridge sent a ``STATUS`` (the gateware's ``Reason``)."""
-
-    CREDIT = 0x00
-    ACK = 0x01
-    INFO = 0x02
-    RESET = 0x03
-    ABORTED = 0x04
-    PONG = 0x05
-    NACK_CRC = 0x10
-    NACK_FRAMING = 0x11
-    NACK_TIMEOUT = 0x12
-    NACK_OVERFLOW = 0x13
-
-    TEXT = {
-        0x10: "a frame to the board failed its CRC check",
-        0x11: "a frame to the board was cut short or had a wrong type or length",
-        0x12: "a frame to the board stopped in the middle (inter-byte timeout)",
-        0x13: "a chunk did not fit the board's FIFO",
-    }
-    NAMES = {0x00: "CREDIT", 0x01: "ACK", 0x02: "INFO", 0x03: "RESET", 0x04: "ABORTED",
-             0x05: "PONG", 0x10: "NACK_CRC", 0x11: "NACK_FRAMING", 0x12: "NACK_TIMEOUT",
-             0x13: "NACK_OVERFLOW"}
-
-
 _AXI_RESP = {0: "OKAY", 1: "EXOKAY", 2: "SLVERR", 3: "DECERR"}
-_STATUS_WORDS = 5
 _ESCAPED = re.compile(rb"\x7d(.)", re.S)
 
 
@@ -393,7 +350,7 @@ class SerialTransport(Transport):
             self._fault(f"damaged frame from the board: {seq}")
             return
         self.stats["frames_read"] += 1
-        if ftype == FrameType.STATUS and len(payload) == 4 * _STATUS_WORDS:
+        if ftype == FrameType.STATUS and len(payload) == 4 * STATUS_WORDS:
             self._status(_Status(seq, payload))
         elif ftype == FrameType.REG_RESP and len(payload) == 8:
             data, code = np.frombuffer(payload, dtype="<u4")
@@ -450,8 +407,9 @@ class SerialTransport(Transport):
             self._counters = dict(st.counters)
         if st.reason >= 0x10:
             self.stats["nacks"] += 1
-            text = (f"the board refused a frame ({Reason.NAMES.get(st.reason, st.reason)}: "
-                    f"{Reason.TEXT.get(st.reason, '?')})")
+            reason = Reason(st.reason) if st.reason in Reason._value2member_map_ else None
+            text = (f"the board refused a frame ({reason.name if reason else st.reason}: "
+                    f"{reason.description if reason else '?'})")
             if self._chunks:
                 text += f"; sending again from chunk {self._chunks[0].seq}"
             self._fault(text)
@@ -553,7 +511,7 @@ class SerialTransport(Transport):
                 if data:
                     self._rx += data
                     for f, s, p in decode_frames(self._rx):
-                        if f == FrameType.STATUS and p is not None and len(p) == 4 * _STATUS_WORDS:
+                        if f == FrameType.STATUS and p is not None and len(p) == 4 * STATUS_WORDS:
                             self._status(_Status(s, p))
             if self._answer is not None:
                 break

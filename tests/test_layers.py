@@ -4,7 +4,7 @@ Every ``import`` of an ``xnorlearn`` module is read from the source (module leve
 inside functions alike) and checked against the layers, bottom to top:
 
 0. the golden model (``xnorlearn.sw.golden``);
-1. the hardware/software contract (``xnorlearn.contract``);
+1. the hardware/software contracts (``xnorlearn.contract``, ``xnorlearn.serial_link``);
 2. the gateware (``xnorlearn.hw``) beside the host software (the rest of ``xnorlearn.sw``):
    neither imports the other;
 3. simulation and boards (``xnorlearn.sim``, ``xnorlearn.boards``);
@@ -27,7 +27,7 @@ def layer(module):
     """``(rank, side)`` of a module; modules of one rank but another side may not meet."""
     if module.startswith("xnorlearn.sw.golden"):
         return 0, "golden"
-    if module in ("xnorlearn", "xnorlearn.contract"):
+    if module in ("xnorlearn", "xnorlearn.contract", "xnorlearn.serial_link"):
         return 1, "contract"
     if module in TOP:
         return 4, "cli"
@@ -116,8 +116,9 @@ def test_acyclic(graph):
             visit(node, [node])
 
 
-def test_contract_has_no_dependencies():
-    path = ROOT / "xnorlearn" / "contract.py"
+@pytest.mark.parametrize("name", ["contract.py", "serial_link.py"])
+def test_contract_has_no_dependencies(name):
+    path = ROOT / "xnorlearn" / name
     tree = ast.parse(path.read_text())
     names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
              for a in n.names}
