@@ -31,6 +31,13 @@ of several documented values (kept as the list of those values, checked when rea
 back). :meth:`ProtocolModel.check_read` accepts any value for an unknown weight, a
 value of the list for a word with candidates, and adopts what it read.
 
+The core is busy from the cycle after it takes a header (a header it refuses included)
+until the packet is done; the caller marks the end of that cycle with
+:meth:`ProtocolModel.header_checked`.
+
+Known deviations of the gateware from the docs (:data:`DEVIATIONS`) are allowed only when
+the model is told to (``deviations=``); by default it holds the gateware to the docs.
+
 The training itself is delegated to the golden model
 (:class:`~xnorlearn.sw.golden.fast.FastBMLP`), configured from the registers: widths
 and group sizes, ``ROBUST_l`` as the robustness threshold, ``THRESH_l`` as the
@@ -51,15 +58,29 @@ from xnorlearn.sw.golden import prng
 from xnorlearn.sw.golden.config import NetworkConfig
 from xnorlearn.sw.golden.fast import FastBMLP
 
-__all__ = ["OKAY", "SLVERR", "Unpredictable", "StreamViolation", "Config", "Expected",
-           "ProtocolModel", "config_of", "fit_problem", "sweep_indices", "h_payload", "pattern_payload", "t_word",
-           "words_per_neuron", "h_units"]
+__all__ = ["OKAY", "SLVERR", "DEVIATIONS", "Unpredictable", "StreamViolation", "Config",
+           "Expected", "ProtocolModel", "config_of", "fit_problem", "sweep_indices",
+           "h_payload", "pattern_payload", "t_word", "words_per_neuron", "h_units"]
 
 OKAY, SLVERR = 0, 2
 MASK32 = 0xFFFFFFFF
 _READS = {Opcode.READ_H: Opcode.WRITE_H, Opcode.READ_P: Opcode.WRITE_P,
           Opcode.READ_T: Opcode.WRITE_T}
 _WRITES = {v: k for k, v in _READS.items()}     # WRITE_* -> READ_*
+
+
+#: Known deviations of the gateware from the docs that the model can be told to allow
+#: (``ProtocolModel(deviations=...)``); without them it holds the gateware to the docs.
+DEVIATIONS = {
+    "F1": "H is written back two cycles after the last payload word of its memory word is "
+          "taken: a soft_reset right after a WRITE_H's last word (the packet done) can "
+          "leave its last memory words old (H and W together). Allowed: the rule of a soft "
+          "reset in the middle of the WRITE_H, for a soft_reset the caller says is late.",
+    "F2": "A TRAIN rewrites W in the lanes past each neuron's fan-in but not H (docs: "
+          "W = sign(H) word by word): once INPUTS or a WIDTH grows, READ_H shows weights "
+          "whose sign the forward pass does not use, until H is written again. Allowed: "
+          "those lanes' W is unknown (TRAIN and INFER over them are unpredictable).",
+}
 
 
 class Unpredictable(Exception):
@@ -297,6 +318,8 @@ class ProtocolModel:
     Parameters
     ----------
     build : Build
+    deviations : iterable of str
+        Keys of :data:`DEVIATIONS` to allow; default none (the docs only).
 
     Attributes
     ----------
@@ -309,16 +332,21 @@ class ProtocolModel:
         What happened, one line per event (for the report of a finding).
     """
 
-    def __init__(self, build):
+    def __init__(self, build, *, deviations=()):
         if not isinstance(build, Build):
             raise TypeError(f"build must be a Build, got {build!r}")
+        unknown = set(deviations) - set(DEVIATIONS)
+        if unknown:
+            raise ValueError(f"unknown deviations {sorted(unknown)}; known: {sorted(DEVIATIONS)}")
         self.build = build
+        self.deviations = frozenset(deviations)
         self.regmap = RegisterMap(build)
         self._by_offset = {r.offset: r for r in self.regmap}
         P, ml, mw = build.lanes, build.max_layers, build.max_width
         self.h = np.zeros((build.weight_words, P), dtype=np.int16)
         self.h_known = np.zeros((build.weight_words, P), dtype=bool)
         self.h_cands = {}                        # address -> [(values, known)]
+        self.w_stale = np.zeros((build.weight_words, P), dtype=bool)    # F2
         self.p = np.zeros((ml, mw), dtype=np.int64)
         self.p_known = np.zeros((ml, mw), dtype=bool)
         self.theta = np.zeros((ml, mw), dtype=np.int64)     # 0 / 0 at power-up
@@ -466,14 +494,12 @@ class ProtocolModel:
         """``CONTROL.soft_reset``: the core's registers to reset (error, counters, ``STEP``),
         the packet in progress dropped; the memories keep what the docs say they keep.
 
-        ``late_write`` applies the rule of a soft reset in the middle of a ``WRITE_H`` to
-        the ``WRITE_H`` that was completed last. This is not what the docs say (a packet
-        whose last word was taken is done); it is the known deviation of ``H``'s
-        write-back, two cycles behind the word, which the bench allows only for a
-        ``soft_reset`` in those cycles (see :mod:`xnorlearn.sim.tb_fuzz`)."""
+        ``late_write`` (deviation F1 only) applies the rule of a soft reset in the middle
+        of a ``WRITE_H`` to the ``WRITE_H`` that was completed last; the docs make that
+        packet done (the caller decides from the cycles that the reset was late)."""
         rx, inflight = self.rx, self.inflight
         dropped = self.responses
-        if rx is None and late_write and self.last_write is not None \
+        if rx is None and late_write and "F1" in self.deviations and self.last_write is not None \
                 and self.last_write.opcode == Opcode.WRITE_H:
             self._soft_reset_mid_write(self.last_write)
         if rx is not None and rx.opcode in _WRITES:
@@ -524,8 +550,8 @@ class ProtocolModel:
 
     def _header(self, data, last):
         if self.error:
-            raise StreamViolation(f"header {data:#010x} taken while {ErrorCode(self.error_code).name}"
-                                  " is latched")
+            raise StreamViolation(f"header {data:#010x} taken while "
+                                  f"{ErrorCode(self.error_code).name} is latched")
         # A header taken while a response is still on its way: the core had finished.
         self.inflight = None
         self.last_write = None
@@ -608,6 +634,7 @@ class ProtocolModel:
         addr = base + k * n + j
         rx.old[addr] = (self.h[addr].copy(), self.h_known[addr].copy(),
                         self.h_cands.pop(addr, None))
+        self.w_stale[addr] = False
         # Bytes 4*(first - k*w) .. of the neuron; those past the fan-in are padding,
         # written as 0 whatever the host sent.
         lo = 4 * (first - k * w)
@@ -661,6 +688,10 @@ class ProtocolModel:
             if need_domain:
                 if not known.all():
                     raise Unpredictable(f"layer {l}: {int((~known).sum())} weights of H unknown")
+                stale = self.w_stale[base:base + k * n].reshape(k, n * P)[:, :f]
+                if stale.any():
+                    raise Unpredictable(f"layer {l}: W of {int(stale.sum())} weights may "
+                                        f"differ from sign(H) (F2)")
                 bad = (rows % 2 == 0) | (np.abs(rows) > h_max)
                 if bad.any():
                     raise Unpredictable(f"layer {l}: {int(bad.sum())} weights of H even or "
@@ -741,6 +772,8 @@ class ProtocolModel:
             known[:, :f] = True
             if padding_unknown:
                 known[:, f:] = False
+                if "F2" in self.deviations:
+                    self.w_stale[base:base + k * n].reshape(k, n * P)[:, f:] = True
             for addr in range(base, base + k * n):
                 self.h_cands.pop(addr, None)
 
@@ -849,8 +882,8 @@ class ProtocolModel:
                 g = got[kk, lo:hi]
                 cands = self.h_cands.get(addr)
                 if cands is not None:
-                    ok = any(np.array_equal(g[c_known[:hi - lo]], c_vals[:hi - lo][c_known[:hi - lo]])
-                             for c_vals, c_known in cands)
+                    ok = any(np.array_equal(g[ck[:hi - lo]], cv[:hi - lo][ck[:hi - lo]])
+                             for cv, ck in cands)
                     if not ok:
                         problems.append(
                             f"READ_H layer {layer} neuron {kk} word {j} (address {addr}): "

@@ -23,7 +23,8 @@ response end within two cycles (the response register slice) and, for ``CONTROL`
 next to any word within one cycle; each placement is a candidate, and the case passes if
 one candidate explains everything observed. A register write and a header taken at the
 same clock edge are ordered header first (the core is busy after it, so the write is
-refused with ``BUSY``), a write and a payload word at the same edge write first.
+refused with ``BUSY``), a write and a payload word at the same edge write first; the
+cycle after every header is busy (its end is a ``checked`` event of the replay).
 
 Every case ends with the same observation: ``STATUS``, ``ERROR_CODE``, every
 configuration register, ``STEP``, ``PATTERNS`` and ``ERRORS``, then (after
@@ -32,13 +33,21 @@ the registers do not fit) a golden check: ``READ_H``, ``READ_P`` and ``READ_T`` 
 layer, every weight compared with the model. Weights that the docs leave open (see the
 model) are adopted from the read-back and counted as ``adopted``.
 
+The deviations of the gateware from the docs that the fuzzer found and the model allows
+are :data:`KNOWN_DEVIATIONS`; each use is counted. The parameter ``strict`` (true) holds
+the gateware to the docs alone. Each case is logged to ``cases.log`` in the build
+directory; a finding at case ``i`` is replayed with the same seed and parameters plus
+``stop = i + 1`` (``stop`` and ``strict`` do not change the cases).
+
 Tests (parameters from :func:`~xnorlearn.sim.runner.tb_params`: ``build``, the
 :class:`~xnorlearn.contract.Build` as a dict; ``cases``; ``stalls``, the share of cases
-run with random stalls; ``max_width``/``max_fan_in``, caps on the random networks):
+run with random stalls; ``max_width``/``max_fan_in``, caps on the random networks;
+``stop`` and ``strict``, see above):
 
 ``test_fuzz``
-    ``cases`` random cases; writes the counts (cases per kind, golden checks, weights
-    compared, candidates, findings) to ``cases.json``.
+    ``cases`` random cases; writes the counts (cases per kind, adversarial cases, golden
+    checks, words compared, racing writes and their outcomes, the orders the replay had
+    to move them to, deviations allowed, findings) to ``cases.json``.
 """
 
 import collections
@@ -53,16 +62,23 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import Event, FallingEdge, ReadOnly
 
-from xnorlearn.contract import Build, ErrorCode, Opcode, Phase, RegisterMap, header_word
-from xnorlearn.sim.protocol_model import (OKAY, SLVERR, ProtocolModel, StreamViolation,
+from xnorlearn.contract import Build, Opcode, Phase, RegisterMap, header_word
+from xnorlearn.sim.protocol_model import (DEVIATIONS, OKAY, ProtocolModel,
+                                          StreamViolation,
                                           Unpredictable, config_of, fit_problem, h_payload,
                                           pattern_payload, t_word)
 from xnorlearn.sim.runner import default_seed, tb_params
 from xnorlearn.sim.streams import case_rng, record_cases
 
-__all__ = ["FuzzHost", "Timeout", "Finding", "Fuzzer", "KINDS", "ADVERSARIAL"]
+__all__ = ["FuzzHost", "Timeout", "Finding", "Fuzzer", "KINDS", "ADVERSARIAL",
+           "KNOWN_DEVIATIONS"]
 
 CLOCK_NS = 10
+
+#: The deviations of the gateware from the docs that this fuzzer found and the model allows
+#: (:data:`~xnorlearn.sim.protocol_model.DEVIATIONS`), each use counted in ``cases.json``
+#: (``known_F1_*``, ``known_F2_*``). The parameter ``strict`` allows none: the docs only.
+KNOWN_DEVIATIONS = ("F1", "F2")
 
 #: The case kinds, with their weights in the draw.
 KINDS = {
@@ -74,7 +90,6 @@ KINDS = {
 #: The kinds that are adversarial (everything but valid packets and reconfiguration).
 ADVERSARIAL = frozenset(KINDS) - {"train", "infer", "write_h", "write_p", "write_t", "read",
                                   "queued", "reconfigure"}
-CONFIG_REGS = ("LAYERS", "INPUTS")
 LAYER_REGS = ("WIDTH", "GAMMA", "ROBUST", "THRESH", "KEY")
 OPCODES = [int(op) for op in Opcode]
 WRITE_OPS = (Opcode.WRITE_H, Opcode.WRITE_P, Opcode.WRITE_T)
@@ -466,14 +481,16 @@ class Case:
 class Fuzzer:
     """Random cases against the model; see the module docstring."""
 
-    def __init__(self, dut, build, rng, *, stalls=0.3, max_width=None, max_fan_in=None):
+    def __init__(self, dut, build, rng, *, stalls=0.3, max_width=None, max_fan_in=None,
+                 deviations=KNOWN_DEVIATIONS):
         self.dut = dut
+        self.deviations = tuple(deviations)
         self.build = build
         self.rng = rng
         self.host = FuzzHost(dut, build, rng.spawn(1)[0])
         self.regmap = self.host.regmap
         self.off = self.host.offsets
-        self.model = ProtocolModel(build)
+        self.model = ProtocolModel(build, deviations=self.deviations)
         self.stalls = stalls
         self.max_width = min(max_width or build.max_width, build.max_width)
         self.max_fan_in = min(max_fan_in or build.max_fan_in, build.max_fan_in)
@@ -513,8 +530,8 @@ class Fuzzer:
 
     def _candidates(self, events):
         """Orders of ``events`` to try, the natural one first: each racing write also
-        placed just before or after a soft neighbour (a response end within 2 cycles of
-        its effect edge; for CONTROL, also a word within 1 cycle)."""
+        placed just after or before a soft neighbour (a response end within 2 cycles of
+        its effect edge; for CONTROL, also a word within 1 cycle), nearest first."""
         racing = [i for i, e in enumerate(events) if e[3] == "write" and e[4][2].racing]
         if not racing:
             return [events]
@@ -522,15 +539,17 @@ class Fuzzer:
         for i in racing:
             ev = events[i]
             control = ev[4][2].offset & ~3 == self.off["CONTROL"]
-            alts = [ev[:3]]
+            alts = []
             for j, s in enumerate(events):
                 if j in racing:
                     continue
                 near = abs(s[0] - ev[0])
                 if (s[3] == "resp" and near <= 2) or \
                         (control and s[3] in ("word", "header") and near <= 1):
-                    alts += [(s[0], s[1], s[2] - 0.5), (s[0], s[1], s[2] + 0.5)]
-            options.append(alts)
+                    alts += [((near, 0), (s[0], s[1], s[2] + 0.5)),
+                             ((near, 1), (s[0], s[1], s[2] - 0.5))]
+            # Nearest neighbours first, the write after one before the write before one.
+            options.append([ev[:3]] + [key for _, key in sorted(alts)])
         orders, seen = [], set()
         for combo in itertools.product(*options):
             keys = [e[:3] for e in events]
@@ -549,6 +568,8 @@ class Fuzzer:
         """Known deviation F1: a soft_reset whose bvalid rises in the cycle the last word
         of a WRITE_H is taken, or the next, may lose the H write-back of its last memory
         words, though the packet is done (docs: each word keeps its new contents)."""
+        if "F1" not in self.deviations:
+            return False
         if not (w.offset & ~3 == self.off["CONTROL"] and w.data & 1 and w.strobe & 1):
             return False
         if last_word is None or last_word[5].words[0] >> 24 != Opcode.WRITE_H:
@@ -556,19 +577,22 @@ class Fuzzer:
         return 0 <= w.bv - last_word[1] <= 1
 
     def _count_move(self, natural, chosen):
-        """Count which neighbours a racing write had to pass (kind, its register, the
-        neighbour's cycle minus the write's effect edge)."""
+        """Count the neighbours a racing write had to pass: what it is, which side, and
+        the neighbour's cycle minus the write's effect edge."""
         for ev in natural:
             if ev[3] == "write" and ev[4][2].racing:
                 w = ev[4][2]
+                if w.offset & ~3 != self.off["CONTROL"]:
+                    what = "register write"
+                else:
+                    what = "soft_reset" if w.data & 1 else "clear_error"
                 a, b = natural.index(ev), chosen.index(ev)
                 passed = natural[a + 1:b + 1] if b > a else chosen[b + 1:a + 1]
-                name = "CONTROL" if w.offset & ~3 == self.off["CONTROL"] else "register"
+                side = "after" if b > a else "before"
                 for p in passed:
-                    side = "after" if b > a else "before"
-                    self.moves[f"{name} {'soft_reset' if w.data & 1 and name == 'CONTROL' else ''}"
-                               f"{'clear_error' if w.data == 2 and name == 'CONTROL' else ''} "
-                               f"moved {side} {p[3]} at {p[0] - ev[0]:+d}".replace("  ", " ")] += 1
+                    move = f"{what} moved {side} {p[3]} at {p[0] - ev[0]:+d}"
+                    self.moves[move] += 1
+                    self.case.note(f"replay: {move}")
 
     def _run_events(self, model, events):
         """Replay ``events`` into ``model``; returns the mismatches."""
@@ -663,8 +687,9 @@ class Fuzzer:
                     if n:
                         self.counts["racing_writes_moved"] += 1
                         self._count_move(orders[0], order)
+                        self.case.note(f"replay: the natural order failed: {first[0][0]}")
                 self.counts["adopted"] += self._adopted
-                self.counts["known_F1_soft_reset_after_write_h"] += self._late
+                self.counts["known_F1_late_soft_resets"] += self._late
                 self.counts["words_compared"] += self._compared
                 self.model = model
                 self._mark = len(self.host.log)
@@ -698,7 +723,8 @@ class Fuzzer:
         out = []
         for e in entries[max(0, centre - n // 2):centre + n // 2]:
             if e[0] in ("word", "header"):
-                out.append(f"{e[1]}: {'header ' if e[4] else ''}{e[2]:08x}{' last' if e[3] else ''}")
+                out.append(f"{e[1]}: {'header ' if e[4] else ''}{e[2]:08x}"
+                           f"{' last' if e[3] else ''}")
             elif e[0] == "write":
                 w = e[2]
                 out.append(f"{e[1]}: write {w.data:#x} to {w.offset:#05x} (AW {w.aw}, W {w.w}, "
@@ -801,8 +827,8 @@ class Fuzzer:
         b, rng = self.build, self.rng
         for _ in range(100):
             L = int(rng.integers(1, b.max_layers + 1))
-            size = lambda hi: int(rng.choice([rng.integers(1, hi + 1), rng.integers(1, min(hi, 12) + 1),
-                                              hi]))
+            size = lambda hi: int(rng.choice([rng.integers(1, hi + 1),
+                                              rng.integers(1, min(hi, 12) + 1), hi]))
             k0 = size(self.max_fan_in)
             ks = [size(self.max_width) for _ in range(L)]
             regs = {"LAYERS": L, "INPUTS": k0}
@@ -922,7 +948,8 @@ class Fuzzer:
             for l in range(cfg.layers):
                 k = cfg.widths[l]
                 if k % cfg.gammas[l]:
-                    ok = [g for g in range(1, k + 1) if k % g == 0 and k <= g * self.build.max_groups]
+                    ok = [g for g in range(1, k + 1)
+                          if k % g == 0 and k <= g * self.build.max_groups]
                     g = int(self.rng.choice(ok))
                     await self.set_reg(f"GAMMA_{l}", g)
                     self.good[f"GAMMA_{l}"] = g
@@ -930,7 +957,9 @@ class Fuzzer:
         if changed:
             await self.host.step(2)
             self.commit()
-        if op in (Opcode.TRAIN, Opcode.INFER) and self.model.predictable(op):
+        why = self.model.predictable(op) if op in (Opcode.TRAIN, Opcode.INFER) else None
+        if why:
+            self.counts["known_F2_reloads" if "(F2)" in why else "reloads"] += 1
             await self.load_weights()
 
     async def load_weights(self, layers=None):
@@ -964,7 +993,7 @@ class Fuzzer:
         host.stop_sender()
         host.idle = host.backpressure = 0.0
         await host.hard_reset()
-        self.model = ProtocolModel(self.build)
+        self.model = ProtocolModel(self.build, deviations=self.deviations)
         self.model.t_known[:] = False           # T kept its contents through rst
         self._mark = len(host.log)
         self._begin("recover", -1)
@@ -1087,7 +1116,7 @@ class Fuzzer:
         await self._send_refused(words, what)
 
     async def case_bad_label(self):
-        cfg, rng, b = self._cfg(), self.rng, self.build
+        rng, b = self.rng, self.build
         op = Opcode(int(rng.choice([Opcode.TRAIN, Opcode.INFER])))
         n = self.batch_size()
         labels = list(rng.integers(0, b.classes, size=n))
@@ -1157,8 +1186,12 @@ class Fuzzer:
     def racing_write(self):
         """A register and a value for a racing write: same value, another good one, or
         one that does not fit; chosen so that the packet stays predictable either way."""
-        rng, cfg, b = self.rng, self._cfg(), self.build
+        rng, b = self.rng, self.build
         ml = b.max_layers
+        if rng.random() < 0.08:     # SLVERR, and no BUSY, even while busy
+            name = str(rng.choice(["ID", "BUILD2", "STATUS", "ERROR_CODE", "PATTERNS",
+                                   "CYCLES"]))
+            return name, int(rng.integers(0, 1 << 32)), "readonly"
         name = str(rng.choice(["LAYERS", "INPUTS", "STEP"] + [f"{r}_{l}" for r in LAYER_REGS
                                                              for l in range(ml)]))
         field = self.regmap[name].fields[0]
@@ -1175,9 +1208,9 @@ class Fuzzer:
             value = good.get(name, int(rng.integers(0, 1 << min(field.width, 20))))
         return name, int(value), str(kind)
 
-    def _predictable_after(self, name, value, op):
+    def _predictable_after(self, name, value, op, strobe=0xF):
         m = self.model.copy()
-        m.write(self.off[name], value)
+        m.write(self.off[name], value, strobe)
         if m.config() is None or op not in (Opcode.TRAIN, Opcode.INFER):
             return True
         return m.predictable(op) is None
@@ -1204,17 +1237,20 @@ class Fuzzer:
         words, what, op = self.race_packet()
         for _ in range(20):
             name, value, kind = self.racing_write()
-            if self._predictable_after(name, value, op):
+            strobe = 0xF if rng.random() < 0.85 else int(rng.integers(1, 16))
+            if self._predictable_after(name, value, op, strobe):
                 break
         else:
-            name, value, kind = "ROBUST_0", self.model.regs["ROBUST_0"], "same"
+            name, value, kind, strobe = "ROBUST_0", self.model.regs["ROBUST_0"], "same", 0xF
         await host.step(host.latency + 4)
         off = int(rng.choice([rng.integers(-12, 13), rng.integers(-300, 300)]))
         t0 = host.t + 20
         skew = int(rng.choice([0, 0, 0, rng.integers(-3, 4)]))
-        w = host.write_at(self.off[name], value, start=t0, skew=skew, racing=True)
+        w = host.write_at(self.off[name], value, start=t0, skew=skew, racing=True,
+                          strobe=strobe)
         pkt = host.send(words, start=max(host.t, t0 + off), what=what)
-        self.case.note(f"{name} <- {value:#x} ({kind}) at t0, skew {skew}; {what} offered at "
+        self.case.note(f"{name} <- {value:#x} ({kind}, strobe {strobe:#x}) at t0, "
+                       f"skew {skew}; {what} offered at "
                        f"t0{off:+d}: {_hex(words)}")
         self.subkinds[f"race_{kind}"] += 1
         await host.until(lambda: w.b is not None, 400, "the racing write's B")
@@ -1309,7 +1345,7 @@ class Fuzzer:
             pkt = host.send(words, what=what)
             await self._wait_phase({Phase.IO, Phase.FORWARD, Phase.RESPOND}, 200)
             await self.set_reg("ROBUST_0", self.model.regs["ROBUST_0"])     # BUSY (probably)
-            w = host.write_at(self.off["CONTROL"], 2, racing=True)
+            host.write_at(self.off["CONTROL"], 2, racing=True)
             self.case.note(f"{what}; ROBUST_0 rewritten and clear_error while busy")
             await self.wait_sent(pkt, 20000)
             return
@@ -1332,7 +1368,7 @@ class Fuzzer:
             self.case.note(f"refused packet {_hex(words)}; clear_error after {cut} words")
             await self.wait_sent(tail)
             await host.step(4)
-            r = await host.read(self.off["STATUS"], check=True)
+            await host.read(self.off["STATUS"], check=True)
 
     async def case_soft_reset(self):
         """soft_reset a random number of cycles after a packet is offered (mid-packet,
@@ -1449,16 +1485,18 @@ class Fuzzer:
 
     # -- the run ----------------------------------------------------------------------------------
 
-    async def run(self, cases, *, deadline_s=None, max_findings=5):
+    async def run(self, cases, *, stop=None, deadline_s=None, max_findings=5):
         await self.start()
         names = list(KINDS)
         p = np.array([KINDS[k] for k in names], dtype=float)
         p /= p.sum()
         t0 = time.monotonic()
-        for index in range(cases):
+        trace = open("cases.log", "w")
+        for index in range(min(cases, stop or cases)):
             kind = str(self.rng.choice(names, p=p))
             try:
                 await self.run_case(index, kind)
+                trace.write(f"{index} {kind} cycle {self.host.t}: {'; '.join(self.case.what)}\n")
             except (AssertionError, Unpredictable) as e:
                 if not isinstance(e, Finding):
                     self.findings.append(f"case {index} ({kind}): {type(e).__name__}: {e}; "
@@ -1477,6 +1515,7 @@ class Fuzzer:
                     break
             if deadline_s is not None and time.monotonic() - t0 > deadline_s:
                 break
+        trace.close()
         return self.findings
 
 
@@ -1490,11 +1529,13 @@ async def test_fuzz(dut):
     """Random protocol cases against the reference model; a golden check after each."""
     params = tb_params()
     build = Build(**params["build"])
-    rng = case_rng("test_fuzz")
+    # stop and strict replay or tighten a run: they do not change its cases.
+    rng = case_rng("test_fuzz", {k: v for k, v in params.items() if k not in ("stop", "strict")})
     fuzzer = Fuzzer(dut, build, rng, stalls=float(params.get("stalls", 0.3)),
-                    max_width=params.get("max_width"), max_fan_in=params.get("max_fan_in"))
+                    max_width=params.get("max_width"), max_fan_in=params.get("max_fan_in"),
+                    deviations=() if params.get("strict") else KNOWN_DEVIATIONS)
     t0 = time.monotonic()
-    findings = await fuzzer.run(int(params.get("cases", 100)),
+    findings = await fuzzer.run(int(params.get("cases", 100)), stop=params.get("stop"),
                                 deadline_s=params.get("deadline_s"))
     wall = time.monotonic() - t0
     cases = sum(fuzzer.kinds.values())
@@ -1504,6 +1545,7 @@ async def test_fuzz(dut):
             "counts": dict(sorted(fuzzer.counts.items())),
             "moves": dict(sorted(fuzzer.moves.items())),
             "findings": findings, "cycles": fuzzer.host.t, "wall_s": round(wall, 1),
+            "deviations": {d: DEVIATIONS[d] for d in fuzzer.deviations},
             "seed": default_seed()}
     record_cases(dut, "test_fuzz", cases, golden_checks=fuzzer.counts["golden_checks"],
                  cycles=fuzzer.host.t, wall_s=round(wall, 1))

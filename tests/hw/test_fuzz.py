@@ -15,7 +15,7 @@ import pytest
 
 from xnorlearn.contract import Build, ErrorCode, Opcode, RegisterMap, header_word
 from xnorlearn.sim.protocol_model import (OKAY, SLVERR, ProtocolModel, StreamViolation,
-                                          Unpredictable, h_payload, sweep_indices)
+                                          h_payload, sweep_indices)
 from xnorlearn.sim.random_networks import random_batch, random_model
 from xnorlearn.sim.runner import FAST_VERILATOR_ARGS, VERILATOR_ARGS, run_cocotb
 from xnorlearn.sw import protocol
@@ -159,6 +159,14 @@ def test_model_protocol_rules(rng):
     assert m.error_code == ErrorCode.BUSY and not m.stream_open
     m.write(off["CONTROL"], 2)
     assert m.error_code == ErrorCode.NONE
+    # The cycle after a header is busy, for a header refused at once too.
+    m.word(header_word(0x7E, 0, 0), True)
+    assert m.write(off["ROBUST_0"], 5) == (OKAY, "busy")
+    m.write(off["CONTROL"], 2)
+    m.word(header_word(0x7E, 0, 0), True)
+    m.header_checked()
+    assert m.write(off["ROBUST_0"], 5) == (OKAY, "stored")
+    m.write(off["CONTROL"], 2)
     # Strobes and reserved bits.
     m.write(off["THRESH_0"], 0xFFFFFFFF, strobe=0b0100)
     assert m.regs["THRESH_0"] & 0x10000
@@ -188,6 +196,35 @@ def test_model_soft_reset_mid_train(rng):
     c = m.copy()
     c.write(off["CONTROL"], 1)
     assert c.check_read(Opcode.READ_H, 0, wrong)[0]
+
+
+def test_model_deviations(rng):
+    """F2 (allowed only when asked): after a TRAIN, the lanes past the fan-in have a W the
+    model does not know, so a TRAIN or INFER over them once INPUTS grows is unpredictable;
+    writing H again makes it predictable. Unknown deviations are refused."""
+    with pytest.raises(ValueError, match="unknown deviations"):
+        ProtocolModel(SMALL, deviations=("F9",))
+    golden = random_model(rng, SMALL, widths=(8, 8))
+    for deviations, open_after_read in (((), True), (("F2",), False)):
+        m, off = _configured(SMALL, golden)
+        m.deviations = frozenset(deviations)
+        inputs = golden.config.sizes[0]
+        a0, y = random_batch(rng, golden, (2, 2))
+        _send(m, protocol.train_packet(a0, y, classes=SMALL.classes))
+        m.responses.pop()
+        m.response_done()
+        m.write(off["INPUTS"], inputs + 1)      # one more lane per neuron, still one word
+        assert m.predictable(Opcode.INFER) is not None          # H unknown there
+        words = m.expected_read(Opcode.READ_H, 0)[0]
+        w = -(-(inputs + 1) // 4)
+        for k in range(golden.config.sizes[1]):           # the new lane reads +1
+            words[k * w + inputs // 4] |= 1 << (8 * (inputs % 4))
+        assert m.check_read(Opcode.READ_H, 0, words)[0] == []
+        assert (m.predictable(Opcode.INFER) is None) == open_after_read
+        if not open_after_read:
+            assert "(F2)" in m.predictable(Opcode.INFER)
+            _send(m, [header_word(Opcode.WRITE_H, 0, 0)] + words)
+            assert m.predictable(Opcode.INFER) is None
 
 
 # -- the fuzzer on the RTL -----------------------------------------------------------------------
