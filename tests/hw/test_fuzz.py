@@ -4,10 +4,14 @@ malformed packets, register writes racing headers and phases, ``clear_error`` an
 ``soft_reset`` at random points, each case checked against the reference model
 (:mod:`xnorlearn.sim.protocol_model`) and followed by a golden check of every weight; a
 short run on Verilator and Icarus, a long one under ``slow``. The reference model
-itself is checked here against the host protocol and the golden model."""
+itself is checked here against the host protocol and the golden model.
+
+``XNORLEARN_FUZZ_STRICT=1`` runs the fuzzer without the known deviations of the gateware
+from the docs (:data:`xnorlearn.sim.tb_fuzz.KNOWN_DEVIATIONS`), to check a fix."""
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -233,6 +237,8 @@ def _fuzz(build_root, simulator, build, tag, *, verilator_args=VERILATOR_ARGS, *
     from xnorlearn.hw.accelerator import Accelerator
     build_dir = Path(build_root) / f"fuzz_{tag}_{simulator}"
     params = {"build": dataclasses.asdict(build), **params}
+    if os.environ.get("XNORLEARN_FUZZ_STRICT") == "1":     # the docs only, no deviation
+        params["strict"] = True
     run_cocotb(Accelerator(build=build), name="xnorlearn_accelerator",
                test_module="xnorlearn.sim.tb_fuzz", simulator=simulator,
                build_dir=build_dir, params=params,
