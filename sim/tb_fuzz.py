@@ -1382,18 +1382,40 @@ class Fuzzer:
         if rng.random() < 0.15:
             words = words[:max(2, len(words) // 2)]
             what += " cut short"
-        pkt = host.send(words, what=what)
-        delay = int(rng.integers(0, int(1.3 * self.packet_cycles(words)) + 4))
-        keep_sending = rng.random() < 0.25
-        self.case.note(f"{what}: {_hex(words)}; soft_reset {delay} cycles after it is offered"
-                       + (", sender not stopped" if keep_sending else ""))
-        self.subkinds[f"reset_{op.name}"] += 1
-        await host.step(delay)
-        if not keep_sending:
-            host.stop_sender()
-        w = host.write_at(self.off["CONTROL"], 1, racing=True)
+        at_end = op in WRITE_OPS and len(words) == len(self.valid_packet(op)[0]) \
+            and rng.random() < 0.5
+        if at_end:
+            # Aimed at the packet's end: bvalid -3..+3 cycles from its last word (the
+            # configuration settled, the stream flowing one word a cycle from the header).
+            host.idle = host.backpressure = 0.0
+            await host.step(host.latency + 4)
+            t_s = host.t + 4
+            d = int(rng.integers(-3, 4))
+            pkt = host.send(words, start=t_s, what=what)
+            w = host.write_at(self.off["CONTROL"], 1, start=t_s + len(words) - 1 + d - 2,
+                              racing=True)
+            keep_sending = False
+            self.case.note(f"{what}: {_hex(words)}; soft_reset with bvalid {d:+d} cycles "
+                           f"from its last word")
+            self.subkinds[f"reset_{op.name}_at_end"] += 1
+        else:
+            pkt = host.send(words, what=what)
+            delay = int(rng.integers(0, int(1.3 * self.packet_cycles(words)) + 4))
+            keep_sending = rng.random() < 0.25
+            self.case.note(f"{what}: {_hex(words)}; soft_reset {delay} cycles after it is "
+                           f"offered" + (", sender not stopped" if keep_sending else ""))
+            self.subkinds[f"reset_{op.name}"] += 1
+            await host.step(delay)
+            if not keep_sending:
+                host.stop_sender()
+            w = host.write_at(self.off["CONTROL"], 1, racing=True)
         host.quiet_until = host.t + 40
         await host.until(lambda: w.b is not None, 400, "the soft_reset's B")
+        if at_end:
+            host.stop_sender()
+            if pkt.accepted:
+                self.case.note(f"bvalid {w.bv - pkt.accepted[-1]:+d} cycles from the last "
+                               f"word taken ({len(pkt.accepted)} of {len(words)})")
         await host.step(2)
         host.drop_partial()
         host.quiet_until = host.t + 4
