@@ -1410,7 +1410,8 @@ class Fuzzer:
                 host.stop_sender()
             w = host.write_at(self.off["CONTROL"], 1, racing=True)
         host.quiet_until = host.t + 40
-        await host.until(lambda: w.b is not None, 400, "the soft_reset's B")
+        await host.until(lambda: w.b is not None, 400 + max(0, w.aw_start - host.t),
+                         "the soft_reset's B")
         if at_end:
             host.stop_sender()
             if pkt.accepted:
