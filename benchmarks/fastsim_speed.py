@@ -24,8 +24,8 @@ import numpy as np
 
 from xnorlearn.contract import Build, RegisterMap
 from xnorlearn.sim.fastsim import FastSimTransport
+from xnorlearn.sw.driver import Device
 from xnorlearn.sw import protocol
-from xnorlearn.sw.golden import prng
 from xnorlearn.sw.golden.config import NetworkConfig
 from xnorlearn.sw.golden.fast import FastBMLP
 
@@ -53,37 +53,6 @@ def parse_build(lanes, pairs):
         return Build(**kwargs)
     except (TypeError, ValueError) as e:
         raise SystemExit(f"bad build: {e}") from None
-
-
-def configure(board, regmap, build, model):
-    """The configuration registers of ``model`` (inactive layers 0) and ``STEP``."""
-    offsets = regmap.offsets()
-
-    def write(name, value):
-        field = regmap[name].fields[0].name
-        board.write32(offsets[name], regmap.encode(name, **{field: value}), timeout=TIMEOUT)
-
-    cfg = model.config
-    write("LAYERS", cfg.layers)
-    write("INPUTS", cfg.sizes[0])
-    for l in range(build.max_layers):
-        active = l < cfg.layers
-        write(f"WIDTH_{l}", cfg.sizes[l + 1] if active else 0)
-        write(f"GAMMA_{l}", cfg.gamma[l] if active else 0)
-        write(f"ROBUST_{l}", cfg.robustness[l] if active else 0)
-        write(f"THRESH_{l}", int(model.thresholds[l]) if active else 0)
-        write(f"KEY_{l}", prng.stream_key(cfg.seed, prng.STREAM_REINFORCE, l) if active else 0)
-    board.write32(offsets["STEP"], model.step & 0xFFFFFFFF, timeout=TIMEOUT)
-
-
-def load(board, model):
-    """``H``, ``P`` and ``T`` of every layer, by WRITE_H/WRITE_P/WRITE_T packets."""
-    cfg = model.config
-    for l in range(cfg.layers):
-        board.send(protocol.write_h_packet(l, model.H[l], h_bits=cfg.h_bits), timeout=TIMEOUT)
-        board.send(protocol.write_p_packet(l, model.P[l]), timeout=TIMEOUT)
-        board.send(protocol.write_t_packet(l, model.theta[l], model.flip[l]), timeout=TIMEOUT)
-    board.wait_sent(timeout=TIMEOUT)
 
 
 def main(argv=None):
@@ -130,8 +99,7 @@ def main(argv=None):
                             for name in ("ID", "VERSION", "BUILD0", "BUILD1", "BUILD2",
                                          "BUILD3")})
         t0, c0 = time.perf_counter(), board.cycles
-        configure(board, regmap, build, model)
-        load(board, model)
+        Device(board, build=build, timeout=TIMEOUT).load(model)
         print(f"loaded {cfg.sizes}: {board.cycles - c0} cycles in "
               f"{time.perf_counter() - t0:.2f} s")
         total_cycles = total_seconds = total_cpu = 0

@@ -16,9 +16,10 @@ from xnorlearn.contract import Build, RegisterMap
 from xnorlearn.sim.fastsim import FastSimTransport, build_fastsim
 from xnorlearn.sim.runner import default_seed
 from xnorlearn.sw import protocol
-from xnorlearn.sw.golden import prng
 from xnorlearn.sw.golden.config import NetworkConfig
 from xnorlearn.sw.golden.fast import FastBMLP
+from xnorlearn.sw.driver import Device
+from xnorlearn.sw.golden import prng
 from xnorlearn.sw.transport import TransportError, TransportTimeout
 
 BUILD = Build(lanes=32, max_layers=2, max_width=64, max_fan_in=128, classes=6, max_batch=16,
@@ -64,35 +65,9 @@ def board(built):
 
 # -- host side of the tests -------------------------------------------------------------------
 
-def configure(t, model):
-    """The configuration registers of ``model`` (inactive layers 0) and ``STEP``, as
-    sim/tb_accel.py's ``TB.configure`` writes them."""
-    cfg = model.config
-
-    def write(name, value):
-        field = REGMAP[name].fields[0].name
-        t.write32(OFFSETS[name], REGMAP.encode(name, **{field: value}), timeout=T)
-
-    write("LAYERS", cfg.layers)
-    write("INPUTS", cfg.sizes[0])
-    for l in range(BUILD.max_layers):
-        active = l < cfg.layers
-        write(f"WIDTH_{l}", cfg.sizes[l + 1] if active else 0)
-        write(f"GAMMA_{l}", cfg.gamma[l] if active else 0)
-        write(f"ROBUST_{l}", cfg.robustness[l] if active else 0)
-        write(f"THRESH_{l}", int(model.thresholds[l]) if active else 0)
-        write(f"KEY_{l}", prng.stream_key(cfg.seed, prng.STREAM_REINFORCE, l) if active else 0)
-    t.write32(OFFSETS["STEP"], model.step & 0xFFFFFFFF, timeout=T)
-
-
 def load(t, model):
-    configure(t, model)
-    cfg = model.config
-    for l in range(cfg.layers):
-        t.send(protocol.write_h_packet(l, model.H[l], h_bits=cfg.h_bits), timeout=T)
-        t.send(protocol.write_p_packet(l, model.P[l]), timeout=T)
-        t.send(protocol.write_t_packet(l, model.theta[l], model.flip[l]), timeout=T)
-    t.wait_sent(timeout=T)
+    """Configuration, H, P and T of ``model`` through the host driver."""
+    Device(t, build=BUILD, timeout=T).load(model)
 
 
 def read_h(t, model, l):
@@ -335,7 +310,8 @@ def test_stalls_slow_the_stream(board):
     number of cycles."""
     rng = np.random.default_rng([default_seed(), 5])
     model = random_model(rng)
-    configure(board, model)
+    Device(board, build=BUILD, timeout=T).configure(model.config, thresholds=model.thresholds,
+                                                   step=model.step)
     packet = protocol.write_h_packet(0, model.H[0], h_bits=model.config.h_bits)
     taken = []
     for idle, seed in ((0.0, 1), (0.5, 1), (0.5, 1)):
