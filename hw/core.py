@@ -394,7 +394,9 @@ class TrainerCore(wiring.Component):
                 ((w_mem.wr_addr, w_mem.wr_data, w_mem.wr_en), ww_addr, ww_data, ww_en)):
             addr_q = Signal.like(addr, reset_less=True, name=f"{addr.name}_q")
             data_q = Signal.like(data_, reset_less=True, name=f"{data_.name}_q")
-            en_q = Signal(name=f"{en.name}_q")
+            # Without reset: a write already on its way (the last words of a WRITE_H taken
+            # just before a soft_reset) still lands.
+            en_q = Signal(name=f"{en.name}_q", reset_less=True)
             m.d.sync += [addr_q.eq(addr), data_q.eq(data_), en_q.eq(en)]
             m.d.comb += [addr_p.eq(addr_q), data_p.eq(data_q), en_p.eq(en_q)]
         p_wr = p_mem.write_port()
@@ -942,7 +944,7 @@ class TrainerCore(wiring.Component):
         # next cycle (the update machine is still idle then): the word's slot logic and
         # the write-port registers beside the block RAMs are a cycle apart.
         wh_we = Signal()              # a WRITE_H word is complete (state WH_DATA)
-        wh_we_q = Signal()
+        wh_we_q = Signal(reset_less=True)
         wh_addr_q = Signal(waddr_bits, reset_less=True)
         wh_h_q = Signal(P * HB, reset_less=True)
         wh_w_q = Signal(P, reset_less=True)

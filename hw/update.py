@@ -65,8 +65,8 @@ class UpdateEngine(wiring.Component):
     For each input word the engine returns the updated hidden weights ``h``
     and their packed signs ``w`` (bit ``n`` is 1 when ``h[n] > 0``, i.e. the
     binary weight is +1). Lanes whose ``mask`` bit is 0 (the padding of a
-    partial last word) are returned unchanged and their ``w`` bits are 0, the
-    project's padding value. Any ``h`` in the signed ``h_bits`` range is
+    partial last word) are returned unchanged, and their ``w`` bits are their
+    signs too, so that ``W = sign(H)`` holds for every lane of the word. Any ``h`` in the signed ``h_bits`` range is
     accepted (the golden functions are matched for even values and ``-2**(h_bits-1)``
     too), though training only ever stores odd values within ``±h_max``.
 
@@ -226,7 +226,7 @@ class UpdateEngine(wiring.Component):
                                 sat_hi | (~sat_lo & Mux(up, h > -2, h > 2)))),
             ]
             new_h.append(new)
-            new_w.append(mask[n] & positive)
+            new_w.append(positive)
         # Output registers without reset (only the valid bit needs one).
         o_h = Signal(len(out.h.as_value()), reset_less=True)
         o_w = Signal(len(out.w), reset_less=True)

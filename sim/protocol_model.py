@@ -35,9 +35,6 @@ The core is busy from the cycle after it takes a header (a header it refuses inc
 until the packet is done; the caller marks the end of that cycle with
 :meth:`ProtocolModel.header_checked`.
 
-Known deviations of the gateware from the docs (:data:`DEVIATIONS`) are allowed only when
-the model is told to (``deviations=``); by default it holds the gateware to the docs.
-
 The training itself is delegated to the golden model
 (:class:`~xnorlearn.sw.golden.fast.FastBMLP`), configured from the registers: widths
 and group sizes, ``ROBUST_l`` as the robustness threshold, ``THRESH_l`` as the
@@ -58,7 +55,7 @@ from xnorlearn.sw.golden import prng
 from xnorlearn.sw.golden.config import NetworkConfig
 from xnorlearn.sw.golden.fast import FastBMLP
 
-__all__ = ["OKAY", "SLVERR", "DEVIATIONS", "Unpredictable", "StreamViolation", "Config",
+__all__ = ["OKAY", "SLVERR", "Unpredictable", "StreamViolation", "Config",
            "Expected", "ProtocolModel", "config_of", "fit_problem", "sweep_indices",
            "h_payload", "pattern_payload", "t_word", "words_per_neuron", "h_units"]
 
@@ -67,20 +64,6 @@ MASK32 = 0xFFFFFFFF
 _READS = {Opcode.READ_H: Opcode.WRITE_H, Opcode.READ_P: Opcode.WRITE_P,
           Opcode.READ_T: Opcode.WRITE_T}
 _WRITES = {v: k for k, v in _READS.items()}     # WRITE_* -> READ_*
-
-
-#: Known deviations of the gateware from the docs that the model can be told to allow
-#: (``ProtocolModel(deviations=...)``); without them it holds the gateware to the docs.
-DEVIATIONS = {
-    "F1": "H is written back two cycles after the last payload word of its memory word is "
-          "taken: a soft_reset right after a WRITE_H's last word (the packet done) can "
-          "leave its last memory words old (H and W together). Allowed: the rule of a soft "
-          "reset in the middle of the WRITE_H, for a soft_reset the caller says is late.",
-    "F2": "A TRAIN rewrites W in the lanes past each neuron's fan-in but not H (docs: "
-          "W = sign(H) word by word): once INPUTS or a WIDTH grows, READ_H shows weights "
-          "whose sign the forward pass does not use, until H is written again. Allowed: "
-          "those lanes' W is unknown (TRAIN and INFER over them are unpredictable).",
-}
 
 
 class Unpredictable(Exception):
@@ -318,8 +301,6 @@ class ProtocolModel:
     Parameters
     ----------
     build : Build
-    deviations : iterable of str
-        Keys of :data:`DEVIATIONS` to allow; default none (the docs only).
 
     Attributes
     ----------
@@ -332,21 +313,16 @@ class ProtocolModel:
         What happened, one line per event (for the report of a finding).
     """
 
-    def __init__(self, build, *, deviations=()):
+    def __init__(self, build):
         if not isinstance(build, Build):
             raise TypeError(f"build must be a Build, got {build!r}")
-        unknown = set(deviations) - set(DEVIATIONS)
-        if unknown:
-            raise ValueError(f"unknown deviations {sorted(unknown)}; known: {sorted(DEVIATIONS)}")
         self.build = build
-        self.deviations = frozenset(deviations)
         self.regmap = RegisterMap(build)
         self._by_offset = {r.offset: r for r in self.regmap}
         P, ml, mw = build.lanes, build.max_layers, build.max_width
         self.h = np.zeros((build.weight_words, P), dtype=np.int16)
         self.h_known = np.zeros((build.weight_words, P), dtype=bool)
         self.h_cands = {}                        # address -> [(values, known)]
-        self.w_stale = np.zeros((build.weight_words, P), dtype=bool)    # F2
         self.p = np.zeros((ml, mw), dtype=np.int64)
         self.p_known = np.zeros((ml, mw), dtype=bool)
         self.theta = np.zeros((ml, mw), dtype=np.int64)     # 0 / 0 at power-up
@@ -381,7 +357,6 @@ class ProtocolModel:
         self.discarding = False
         self.rx = None
         self.header_pending = False   # the cycle after a header, see header_checked
-        self.last_write = None        # the WRITE_* completed last, until the next header
         self.inflight = None          # the packet whose response (or run) is not done
         self.responses = []
 
@@ -428,7 +403,7 @@ class ProtocolModel:
         """The register at byte ``offset`` (low two bits ignored), or None if unmapped."""
         return self._by_offset.get(offset & ~3 & 0xFFF)
 
-    def write(self, offset, data, strobe=0xF, *, late_write=False):
+    def write(self, offset, data, strobe=0xF):
         """A register write taking effect now; returns ``(resp, effect)``, effect one of
         ``"slverr"``, ``"busy"`` (ignored, ``BUSY`` latched), ``"stored"``, ``"control"``.
         ``late_write`` is passed on to :meth:`soft_reset`."""
@@ -442,7 +417,7 @@ class ProtocolModel:
             fields = {f.name for f in reg.fields if bits & f.mask}
             self.log.append(f"write CONTROL {sorted(fields)}")
             if "soft_reset" in fields:
-                self.soft_reset(late_write=late_write)
+                self.soft_reset()
             elif "clear_error" in fields:
                 self.clear_error()
             return OKAY, "control"
@@ -490,18 +465,11 @@ class ProtocolModel:
         self.core_error = ErrorCode.NONE
         self.busy_latch = False
 
-    def soft_reset(self, *, late_write=False):
+    def soft_reset(self):
         """``CONTROL.soft_reset``: the core's registers to reset (error, counters, ``STEP``),
-        the packet in progress dropped; the memories keep what the docs say they keep.
-
-        ``late_write`` (deviation F1 only) applies the rule of a soft reset in the middle
-        of a ``WRITE_H`` to the ``WRITE_H`` that was completed last; the docs make that
-        packet done (the caller decides from the cycles that the reset was late)."""
+        the packet in progress dropped; the memories keep what the docs say they keep."""
         rx, inflight = self.rx, self.inflight
         dropped = self.responses
-        if rx is None and late_write and "F1" in self.deviations and self.last_write is not None \
-                and self.last_write.opcode == Opcode.WRITE_H:
-            self._soft_reset_mid_write(self.last_write)
         if rx is not None and rx.opcode in _WRITES:
             self._soft_reset_mid_write(rx)
         if inflight is not None and inflight[0] == Opcode.TRAIN:
@@ -554,7 +522,6 @@ class ProtocolModel:
                                   f"{ErrorCode(self.error_code).name} is latched")
         # A header taken while a response is still on its way: the core had finished.
         self.inflight = None
-        self.last_write = None
         self.header_pending = True
         op, layer, count = split_header(data)
         self.log.append(f"header {data:#010x}{' (tlast)' if last else ''}")
@@ -600,7 +567,6 @@ class ProtocolModel:
         self._write_units(rx, i)
         if last:
             self.rx = None
-            self.last_write = rx
             self.log.append(f"{rx.opcode.name} of layer {rx.layer} done")
 
     # -- WRITE_*: units written as they arrive ----------------------------------------------
@@ -634,7 +600,6 @@ class ProtocolModel:
         addr = base + k * n + j
         rx.old[addr] = (self.h[addr].copy(), self.h_known[addr].copy(),
                         self.h_cands.pop(addr, None))
-        self.w_stale[addr] = False
         # Bytes 4*(first - k*w) .. of the neuron; those past the fan-in are padding,
         # written as 0 whatever the host sent.
         lo = 4 * (first - k * w)
@@ -688,10 +653,6 @@ class ProtocolModel:
             if need_domain:
                 if not known.all():
                     raise Unpredictable(f"layer {l}: {int((~known).sum())} weights of H unknown")
-                stale = self.w_stale[base:base + k * n].reshape(k, n * P)[:, :f]
-                if stale.any():
-                    raise Unpredictable(f"layer {l}: W of {int(stale.sum())} weights may "
-                                        f"differ from sign(H) (F2)")
                 bad = (rows % 2 == 0) | (np.abs(rows) > h_max)
                 if bad.any():
                     raise Unpredictable(f"layer {l}: {int(bad.sum())} weights of H even or "
@@ -753,7 +714,7 @@ class ProtocolModel:
         before = [h.copy() for h in model.H]
         errors = model.train_batch(a0, y)
         trace = (cfg, model, before)
-        self._store_h(cfg, model.H, padding_unknown=True)
+        self._store_h(cfg, model.H)
         self.regs["STEP"] = (self.regs["STEP"] + 1) & MASK32
         self.patterns = (self.patterns + n) & MASK32
         self.errors = (self.errors + errors) & MASK32
@@ -762,7 +723,9 @@ class ProtocolModel:
         self.inflight = (Opcode.TRAIN, trace)
         self.log.append(f"TRAIN of {n}: {errors} errors, STEP -> {self.regs['STEP']}")
 
-    def _store_h(self, cfg, H, padding_unknown):
+    def _store_h(self, cfg, H):
+        """A TRAIN's new weights; the lanes past each neuron's fan-in keep theirs (the
+        update engine passes them through, ``W = sign(H)`` there too)."""
         P = self.build.lanes
         for l, (base, n) in enumerate(cfg.layout(P)):
             k, f = H[l].shape
@@ -770,10 +733,6 @@ class ProtocolModel:
             block[:, :f] = H[l]
             known = self.h_known[base:base + k * n].reshape(k, n * P)
             known[:, :f] = True
-            if padding_unknown:
-                known[:, f:] = False
-                if "F2" in self.deviations:
-                    self.w_stale[base:base + k * n].reshape(k, n * P)[:, f:] = True
             for addr in range(base, base + k * n):
                 self.h_cands.pop(addr, None)
 
@@ -798,15 +757,17 @@ class ProtocolModel:
                 rows[kk].append(model.H[l][kk].astype(np.int32))
                 for j in range(n):
                     lo, hi = j * P, min((j + 1) * P, f)
+                    addr = base + kk * n + j
                     seen = []
                     for r in rows[kk]:
-                        v = np.zeros(P, dtype=np.int16)
+                        # The lanes past the fan-in are not updated.
+                        v = self.h[addr].copy()
                         v[:hi - lo] = r[lo:hi]
                         if not any(np.array_equal(v, s) for s in seen):
                             seen.append(v)
-                    known = np.zeros(P, dtype=bool)
+                    known = self.h_known[addr].copy()
                     known[:hi - lo] = True
-                    trace[base + kk * n + j] = [(v, known) for v in seen]
+                    trace[addr] = [(v, known) for v in seen]
         return trace
 
     def _soft_reset_mid_train(self, run):

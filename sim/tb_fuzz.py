@@ -33,21 +33,19 @@ the registers do not fit) a golden check: ``READ_H``, ``READ_P`` and ``READ_T`` 
 layer, every weight compared with the model. Weights that the docs leave open (see the
 model) are adopted from the read-back and counted as ``adopted``.
 
-The deviations of the gateware from the docs that the fuzzer found and the model allows
-are :data:`KNOWN_DEVIATIONS`; each use is counted. The parameter ``strict`` (true) holds
-the gateware to the docs alone. Each case is logged to ``cases.log`` in the build
-directory; a finding at case ``i`` is replayed with the same seed and parameters plus
-``stop = i + 1`` (``stop`` and ``strict`` do not change the cases).
+The model holds the gateware to the docs alone. Each case is logged to ``cases.log`` in
+the build directory; a finding at case ``i`` is replayed with the same seed and
+parameters plus ``stop = i + 1`` (``stop`` does not change the cases).
 
 Tests (parameters from :func:`~xnorlearn.sim.runner.tb_params`: ``build``, the
 :class:`~xnorlearn.contract.Build` as a dict; ``cases``; ``stalls``, the share of cases
 run with random stalls; ``max_width``/``max_fan_in``, caps on the random networks;
-``stop`` and ``strict``, see above):
+``stop``, see above):
 
 ``test_fuzz``
     ``cases`` random cases; writes the counts (cases per kind, adversarial cases, golden
     checks, words compared, racing writes and their outcomes, the orders the replay had
-    to move them to, deviations allowed, findings) to ``cases.json``.
+    to move them to, findings) to ``cases.json``.
 """
 
 import collections
@@ -63,22 +61,16 @@ from cocotb.clock import Clock
 from cocotb.triggers import Event, FallingEdge, ReadOnly
 
 from xnorlearn.contract import Build, Opcode, Phase, RegisterMap, header_word
-from xnorlearn.sim.protocol_model import (DEVIATIONS, OKAY, ProtocolModel,
+from xnorlearn.sim.protocol_model import (OKAY, ProtocolModel,
                                           StreamViolation,
                                           Unpredictable, config_of, fit_problem, h_payload,
                                           pattern_payload, t_word)
 from xnorlearn.sim.runner import default_seed, tb_params
 from xnorlearn.sim.streams import case_rng, record_cases
 
-__all__ = ["FuzzHost", "Timeout", "Finding", "Fuzzer", "KINDS", "ADVERSARIAL",
-           "KNOWN_DEVIATIONS"]
+__all__ = ["FuzzHost", "Timeout", "Finding", "Fuzzer", "KINDS", "ADVERSARIAL"]
 
 CLOCK_NS = 10
-
-#: The deviations of the gateware from the docs that this fuzzer found and the model allows
-#: (:data:`~xnorlearn.sim.protocol_model.DEVIATIONS`), each use counted in ``cases.json``
-#: (``known_F1_*``, ``known_F2_*``). The parameter ``strict`` allows none: the docs only.
-KNOWN_DEVIATIONS = ("F1", "F2")
 
 #: The case kinds, with their weights in the draw.
 KINDS = {
@@ -481,16 +473,14 @@ class Case:
 class Fuzzer:
     """Random cases against the model; see the module docstring."""
 
-    def __init__(self, dut, build, rng, *, stalls=0.3, max_width=None, max_fan_in=None,
-                 deviations=KNOWN_DEVIATIONS):
+    def __init__(self, dut, build, rng, *, stalls=0.3, max_width=None, max_fan_in=None):
         self.dut = dut
-        self.deviations = tuple(deviations)
         self.build = build
         self.rng = rng
         self.host = FuzzHost(dut, build, rng.spawn(1)[0])
         self.regmap = self.host.regmap
         self.off = self.host.offsets
-        self.model = ProtocolModel(build, deviations=self.deviations)
+        self.model = ProtocolModel(build)
         self.stalls = stalls
         self.max_width = min(max_width or build.max_width, build.max_width)
         self.max_fan_in = min(max_fan_in or build.max_fan_in, build.max_fan_in)
@@ -564,18 +554,6 @@ class Fuzzer:
                 break
         return orders
 
-    def _late_write_back(self, w, last_word):
-        """Known deviation F1: a soft_reset whose bvalid rises in the cycle the last word
-        of a WRITE_H is taken, or the next, may lose the H write-back of its last memory
-        words, though the packet is done (docs: each word keeps its new contents)."""
-        if "F1" not in self.deviations:
-            return False
-        if not (w.offset & ~3 == self.off["CONTROL"] and w.data & 1 and w.strobe & 1):
-            return False
-        if last_word is None or last_word[5].words[0] >> 24 != Opcode.WRITE_H:
-            return False
-        return 0 <= w.bv - last_word[1] <= 1
-
     def _count_move(self, natural, chosen):
         """Count the neighbours a racing write had to pass: what it is, which side, and
         the neighbour's cycle minus the write's effect edge."""
@@ -597,22 +575,17 @@ class Fuzzer:
     def _run_events(self, model, events):
         """Replay ``events`` into ``model``; returns the mismatches."""
         problems = []
-        last_word = None
         for key, _, _, kind, entry in events:
             try:
                 if kind == "hard_reset":
                     model.hard_reset()
                 elif kind in ("word", "header"):
                     model.word(entry[2], entry[3])
-                    if entry[3]:
-                        last_word = entry
                 elif kind == "checked":
                     model.header_checked()
                 elif kind == "write":
                     w = entry[2]
-                    late = self._late_write_back(w, last_word)
-                    resp, effect = model.write(w.offset, w.data, w.strobe, late_write=late)
-                    self._late += late
+                    resp, effect = model.write(w.offset, w.data, w.strobe)
                     if resp != w.resp:
                         problems.append(f"write of {w.data:#x} to {w.offset:#05x}: response "
                                         f"{w.resp}, expected {resp}")
@@ -674,7 +647,6 @@ class Fuzzer:
             model = self.model.copy()
             model.log = []
             self._effect = None
-            self._late = 0
             self._adopted = 0
             self._compared = 0
             problems = self._run_events(model, order)
@@ -689,7 +661,6 @@ class Fuzzer:
                         self._count_move(orders[0], order)
                         self.case.note(f"replay: the natural order failed: {first[0][0]}")
                 self.counts["adopted"] += self._adopted
-                self.counts["known_F1_late_soft_resets"] += self._late
                 self.counts["words_compared"] += self._compared
                 self.model = model
                 self._mark = len(self.host.log)
@@ -959,7 +930,7 @@ class Fuzzer:
             self.commit()
         why = self.model.predictable(op) if op in (Opcode.TRAIN, Opcode.INFER) else None
         if why:
-            self.counts["known_F2_reloads" if "(F2)" in why else "reloads"] += 1
+            self.counts["reloads"] += 1
             await self.load_weights()
 
     async def load_weights(self, layers=None):
@@ -993,7 +964,7 @@ class Fuzzer:
         host.stop_sender()
         host.idle = host.backpressure = 0.0
         await host.hard_reset()
-        self.model = ProtocolModel(self.build, deviations=self.deviations)
+        self.model = ProtocolModel(self.build)
         self.model.t_known[:] = False           # T kept its contents through rst
         self._mark = len(host.log)
         self._begin("recover", -1)
@@ -1552,11 +1523,10 @@ async def test_fuzz(dut):
     """Random protocol cases against the reference model; a golden check after each."""
     params = tb_params()
     build = Build(**params["build"])
-    # stop and strict replay or tighten a run: they do not change its cases.
-    rng = case_rng("test_fuzz", {k: v for k, v in params.items() if k not in ("stop", "strict")})
+    # stop replays a run up to a case: it does not change the cases.
+    rng = case_rng("test_fuzz", {k: v for k, v in params.items() if k != "stop"})
     fuzzer = Fuzzer(dut, build, rng, stalls=float(params.get("stalls", 0.3)),
-                    max_width=params.get("max_width"), max_fan_in=params.get("max_fan_in"),
-                    deviations=() if params.get("strict") else KNOWN_DEVIATIONS)
+                    max_width=params.get("max_width"), max_fan_in=params.get("max_fan_in"))
     t0 = time.monotonic()
     findings = await fuzzer.run(int(params.get("cases", 100)), stop=params.get("stop"),
                                 deadline_s=params.get("deadline_s"))
@@ -1568,7 +1538,6 @@ async def test_fuzz(dut):
             "counts": dict(sorted(fuzzer.counts.items())),
             "moves": dict(sorted(fuzzer.moves.items())),
             "findings": findings, "cycles": fuzzer.host.t, "wall_s": round(wall, 1),
-            "deviations": {d: DEVIATIONS[d] for d in fuzzer.deviations},
             "seed": default_seed()}
     record_cases(dut, "test_fuzz", cases, golden_checks=fuzzer.counts["golden_checks"],
                  cycles=fuzzer.host.t, wall_s=round(wall, 1))

@@ -7,7 +7,8 @@ edge and numbers the cycles, so that a register write and a packet header can be
 their buses at any offset from each other, and every wait is bounded by a number of
 cycles (a hang is a :class:`Timeout`, never a stuck simulation). Only
 :mod:`xnorlearn.contract` is used for the register map, opcodes and codes; packets are
-spelled out word by word here.
+spelled out word by word here. One test, of training, takes its expectations from the
+reference model (:mod:`xnorlearn.sim.protocol_model`).
 
 Tests (parameters from :func:`~xnorlearn.sim.runner.tb_params`: ``build``, the
 :class:`~xnorlearn.contract.Build` as a dict):
@@ -33,6 +34,13 @@ Tests (parameters from :func:`~xnorlearn.sim.runner.tb_params`: ``build``, the
 ``test_soft_reset_mid_write``
     ``soft_reset`` in the middle of a ``WRITE_H``: each memory word of the layer holds
     its old or its new contents.
+``test_soft_reset_after_write_h``
+    ``soft_reset`` with its B handshake in the cycles around the last word of a
+    ``WRITE_H``: a packet done before it is written whole.
+``test_train_keeps_padding``
+    ``INPUTS`` shrinks, ``TRAIN`` runs, ``INPUTS`` grows back: the lanes that come back
+    hold their old weights, ``W = sign(H)`` there, and ``READ_H`` and ``INFER`` match the
+    reference model.
 """
 
 import collections
@@ -44,6 +52,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import Event, FallingEdge, ReadOnly
 
 from xnorlearn.contract import STATUS_TAG, Build, ErrorCode, Opcode, Phase, RegisterMap, header_word
+from xnorlearn.sim.protocol_model import ProtocolModel, pattern_payload
 from xnorlearn.sim.runner import tb_params
 from xnorlearn.sim.streams import case_rng, record_cases
 
@@ -815,3 +824,125 @@ async def test_soft_reset_mid_write(dut):
                 f"memory word of payload words {first}..{last}: neither old nor new"
         checked += 1
     record_cases(dut, "test_soft_reset_mid_write", checked)
+
+
+# -- soft_reset just after a WRITE_H, padding through a TRAIN ---------------------------------
+
+@cocotb.test()
+async def test_soft_reset_after_write_h(dut):
+    """soft_reset with its B handshake in the cycles around the one in which the last
+    word of a WRITE_H is taken: a WRITE_H whose last word was taken before the B is done,
+    every memory word new; otherwise each holds its old or its new contents."""
+    build, host = _setup(dut)
+    rng = case_rng("test_soft_reset_after_write_h")
+    await host.hard_reset()
+    reset_bits = host.regmap.encode("CONTROL", soft_reset=1)
+    w = await host.control()                    # no field set: a write that does nothing
+    write_latency = w.b - w.start
+    gaps = collections.Counter()
+
+    def weights(k, f):
+        # Byte 3 of each word is negative (0x81..0xFF, no opcode): the words of a packet
+        # cut off by the reset are refused as headers and change nothing.
+        h = rng.integers(-127, 128, size=(k, f))
+        h[:, 3::4] = rng.integers(-127, 0, size=h[:, 3::4].shape)
+        return h_words(h)
+
+    for f, kk in ((2, 4), (70, 3), (128, 4)):
+        await host.configure(layers=1, inputs=f, widths=[kk], gammas=[1])
+        units = h_units(kk, f, build.lanes)
+        pkt = host.send([hdr(Opcode.WRITE_H, 0, kk)] + weights(kk, f), start=host.t + 2)
+        await host.wait_sent(pkt)
+        span = pkt.accepted[-1] - pkt.start
+        for d in range(-10, 4):
+            old, new = weights(kk, f), weights(kk, f)
+            pkt = host.send([hdr(Opcode.WRITE_H, 0, kk)] + old)
+            await host.wait_sent(pkt)
+            await host.step(4)
+            t0 = host.t + 2
+            pkt = host.send([hdr(Opcode.WRITE_H, 0, kk)] + new, start=t0)
+            w = host.write_at("CONTROL", reset_bits, start=t0 + span - write_latency + d)
+            await host.until(lambda: w.b is not None, 200, "the soft_reset's B")
+            host.src.clear()
+            await host.soft_reset()             # ends a refused leftover's discard
+            done = pkt.sent and pkt.accepted[-1] < w.b
+            if pkt.sent:
+                gaps[w.b - pkt.accepted[-1]] += 1
+            words, _ = await host.request([hdr(Opcode.READ_H, 0, kk)], 3000)
+            if done:
+                assert words == new, (f"F={f} K={kk}: WRITE_H done {w.b - pkt.accepted[-1]} "
+                                      f"cycles before the soft_reset's B, READ_H not all new")
+            for first, last in units:
+                assert words[first:last + 1] in (old[first:last + 1], new[first:last + 1]), \
+                    f"F={f} K={kk} d={d}: memory word {first}..{last} neither old nor new"
+    dut._log.info("B minus the last word's cycle: %s", dict(sorted(gaps.items())))
+    assert {1, 2} <= set(gaps), f"the cycles just after the last word not covered: {gaps}"
+    record_cases(dut, "test_soft_reset_after_write_h", sum(gaps.values()))
+
+
+class _Mirror:
+    """The host's register writes and packets, also fed to the reference model."""
+
+    def __init__(self, host, model):
+        self.host, self.model = host, model
+
+    async def set(self, name, value):
+        w = await self.host.set(name, value)
+        self.model.write(self.host.offsets[name], w.data)
+
+    def send(self, words):
+        for i, x in enumerate(words):
+            self.model.word(int(x), i == len(words) - 1)
+        return self.host.send(words)
+
+    async def request(self, words):
+        self.send(words)
+        got = await self.host.response()
+        want = self.model.responses.pop(0)
+        self.model.response_done()
+        return got, want
+
+
+@cocotb.test()
+async def test_train_keeps_padding(dut):
+    """A TRAIN leaves the lanes past each neuron's fan-in alone, W = sign(H) there too:
+    INPUTS shrinks, TRAINs run, INPUTS grows back; READ_H and INFER then match the
+    reference model, which expects the old weights in the lanes that came back."""
+    build, host = _setup(dut)
+    rng = case_rng("test_train_keeps_padding")
+    checked = 0
+    for f, shrunk, kk in ((8, 1, 8), (40, 33, 6), (100, 70, 4)):
+        await host.hard_reset()
+        mirror = _Mirror(host, ProtocolModel(build))
+        mirror.model.t_known[:] = True
+        for name, value in (("LAYERS", 1), ("INPUTS", f), ("WIDTH_0", kk), ("GAMMA_0", 1),
+                            ("ROBUST_0", 0), ("THRESH_0", 1 << 15), ("KEY_0", 7)):
+            await mirror.set(name, value)
+        h = 2 * rng.integers(-20, 20, size=(kk, f)) + 1
+        p = [int(x) for x in rng.integers(1, 1 << build.classes, size=kk)]
+        t = [int(x) & 0xFFFF for x in rng.integers(-2, 3, size=kk)]
+        for op, payload in ((Opcode.WRITE_H, h_words(h)), (Opcode.WRITE_P, p),
+                            (Opcode.WRITE_T, t)):
+            pkt = mirror.send([hdr(op, 0, kk)] + payload)
+            await host.wait_sent(pkt)
+        await mirror.set("INPUTS", shrunk)
+        for _ in range(3):
+            n = int(rng.integers(4, build.max_batch + 1))
+            words = [hdr(Opcode.TRAIN, 0, n)]
+            for y in rng.integers(0, build.classes, size=n):
+                words += [int(y)] + pattern_payload(rng.integers(0, 2, size=shrunk) * 2 - 1)
+            got, want = await mirror.request(words)
+            assert got == want.words, f"TRAIN F={shrunk}: {got} != {want.words}"
+        await mirror.set("INPUTS", f)
+        got, _ = await host.request([hdr(Opcode.READ_H, 0, kk)])
+        problems, _ = mirror.model.check_read(Opcode.READ_H, 0, got)
+        assert not problems, f"READ_H after F {f}->{shrunk}->{f}: {problems[:3]}"
+        n = build.max_batch
+        words = [hdr(Opcode.INFER, 0, n)]
+        for y in rng.integers(0, build.classes, size=n):
+            words += [int(y)] + pattern_payload(rng.integers(0, 2, size=f) * 2 - 1)
+        got, want = await mirror.request(words)
+        assert got == want.words, (f"INFER after F {f}->{shrunk}->{f}: predictions "
+                                   f"{got[:-1]}, the model's {want.words[:-1]}")
+        checked += 1
+    record_cases(dut, "test_train_keeps_padding", checked)

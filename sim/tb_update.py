@@ -62,7 +62,7 @@ def golden_update(word, *, h_bits):
             elif word["op"] == UpdateOp.REINFORCE.value:
                 h = reinforce_step(h, word["draw"][n], word["threshold"], h_max)
         new.append(h)
-    w = sum(1 << n for n, h in enumerate(new) if (word["mask"] >> n) & 1 and h > 0)
+    w = sum(1 << n for n, h in enumerate(new) if h > 0)
     out = {"h": new, "w": w}
     if "tag" in word:
         out["tag"] = word["tag"]

@@ -19,7 +19,8 @@ BUILD = Build(lanes=64, max_layers=2, max_width=64, max_fan_in=128, classes=6, m
               max_groups=8, weight_words=160)
 _VERILATOR_ARGS = ["--no-public-flat-rw", "--public-depth", "1", "-CFLAGS", "-O0"]
 TESTS = ["test_config_after_refused_train", "test_config_races", "test_refused_write_h",
-         "test_refused_writes_word_for_word", "test_decided_rules", "test_soft_reset_mid_write"]
+         "test_refused_writes_word_for_word", "test_decided_rules", "test_soft_reset_mid_write",
+         "test_soft_reset_after_write_h", "test_train_keeps_padding"]
 
 
 @pytest.mark.parametrize("simulator", ["verilator", "icarus"])

@@ -111,7 +111,8 @@ def test_engine_saturation_explicit(rng):
     assert got[1] == {"h": [125, -127, 123, -127, -1, -3, 1, -5], "w": 0b01000101}
     assert got[2] == {"h": [127, -127, 127, -127, 3, -3, 5, -5], "w": 0b01010101}
     assert got[3] == {"h": h, "w": 0b01010101}
-    assert got[4] == {"h": [127, -125, 127, -123, 1, -1, 3, -3], "w": 0b00000101}
+    # Masked lanes keep H, and their W is still sign(H).
+    assert got[4] == {"h": [127, -125, 127, -123, 1, -1, 3, -3], "w": 0b01010101}
 
 
 def test_engine_latency():
