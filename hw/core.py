@@ -792,8 +792,10 @@ class TrainerCore(wiring.Component):
                 with m.If(dout.tag.chunk == s):
                     m.d.sync += rf_buf[s].eq(dout.draw.as_value())
         rf_issue = got & dout.tag.last
-        m.d.sync += [rf_valid.eq(rf_issue), rf_addr.eq(dout.tag.addr),
-                     rf_count.eq(dout.tag.count), rf_draw.eq(merged)]
+        m.d.sync += rf_valid.eq(rf_issue)
+        with m.If(rf_issue):
+            m.d.sync += [rf_addr.eq(dout.tag.addr), rf_count.eq(dout.tag.count),
+                         rf_draw.eq(merged)]
 
         # The engine's operands wait in `e1`, `e2` for H, which is read with two cycles more
         # latency than A.
@@ -802,7 +804,10 @@ class TrainerCore(wiring.Component):
         for d in range(1, h_mem.read_latency):
             e_d = Signal(eng.input_layout, name=f"e{d}", reset_less=True)
             v_d = Signal(name=f"e{d}_valid")
-            m.d.sync += [e_d.eq(e_prev), v_d.eq(v_prev)]
+            # Operands load only with a word (the engine never stalls).
+            with m.If(v_prev):
+                m.d.sync += e_d.eq(e_prev)
+            m.d.sync += v_d.eq(v_prev)
             e_prev, v_prev = e_d, v_d
         # Words from their H read to their write-back: counted from `cp_valid | rf_valid`
         # (registers), which keeps the issue decisions off this adder.
@@ -948,8 +953,13 @@ class TrainerCore(wiring.Component):
         wh_addr_q = Signal(waddr_bits, reset_less=True)
         wh_h_q = Signal(P * HB, reset_less=True)
         wh_w_q = Signal(P, reset_less=True)
-        m.d.sync += [wh_we_q.eq(wh_we), wh_addr_q.eq(io_addr), wh_h_q.eq(hmerged),
-                     wh_w_q.eq(wmerged)]
+        # The word registers load only while a WRITE_H runs (`wh_active`, a register that
+        # follows the state with a cycle's delay, so the clock enable is a flip-flop):
+        # in simulation the slot logic then costs nothing between packets.
+        wh_active = Signal()
+        m.d.sync += [wh_we_q.eq(wh_we), wh_active.eq(0)]
+        with m.If(wh_active):
+            m.d.sync += [wh_addr_q.eq(io_addr), wh_h_q.eq(hmerged), wh_w_q.eq(wmerged)]
         m.d.comb += [
             hw_addr.eq(Mux(eng.o.valid, eng.o.payload.tag.addr, wh_addr_q)),
             hw_data.eq(Mux(eng.o.valid, eng.o.payload.h.as_value(), wh_h_q)),
@@ -1163,7 +1173,7 @@ class TrainerCore(wiring.Component):
             # ---- WRITE_H / READ_H -----------------------------------------------------------
             with m.State("WH_START"):
                 m.d.comb += phase.eq(Phase.IO)
-                m.d.sync += io_addr.eq(L_base)
+                m.d.sync += [io_addr.eq(L_base), wh_active.eq(1)]
                 m.next = "WH_DATA"
 
             with m.State("WH_DATA"):
@@ -1173,6 +1183,7 @@ class TrainerCore(wiring.Component):
                 # before the failing word, as WRITE_P / WRITE_T write the rows before it.
                 m.d.comb += [phase.eq(Phase.IO), self.s_axis.ready.eq(1),
                              wh_we.eq(self.s_axis.valid & end_q & (s_in.last == exp_last))]
+                m.d.sync += wh_active.eq(1)
                 with m.If(self.s_axis.valid):
                     for i in range(Q):
                         with m.If(slot_eq[i]):

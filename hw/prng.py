@@ -52,11 +52,14 @@ def _with_tag(fields, tag_shape):
     return data.StructLayout(fields)
 
 
-def _stall_pipeline(m, depth, i, o, *, prefix):
+def _stall_pipeline(m, depth, i, o, *, prefix, loads=False):
     """Valid bits and clock enables of a ``depth``-stage pipeline from stream ``i`` to ``o``.
 
     Returns the list of enables; the caller registers stage ``k``'s data under
-    ``en[k]``. Stage ``depth - 1`` is the output register.
+    ``en[k]``. Stage ``depth - 1`` is the output register. With ``loads``, returns
+    ``(en, load)`` instead: ``load[k]`` is ``en[k]`` and a valid word entering stage
+    ``k``, the enable of data registers that load only valid words (their lanes then see
+    no new operands between words, and a simulator skips them).
 
     The whole pipeline moves or holds as one (every enable is ``~valid[-1] | o.ready``):
     a stalled output also holds the bubbles behind it, but no ready chain runs through
@@ -73,7 +76,11 @@ def _stall_pipeline(m, depth, i, o, *, prefix):
             m.d.sync += valid[k].eq(prev)
         prev = valid[k]
     m.d.comb += [i.ready.eq(en[0]), o.valid.eq(valid[-1])]
-    return en
+    if not loads:
+        return en
+    load = [Signal(name=f"{prefix}_load{k}") for k in range(depth)]
+    m.d.comb += [ld.eq(e & v) for ld, e, v in zip(load, en, [i.valid] + valid[:-1])]
+    return en, load
 
 
 def _mul_const(value, const):
@@ -235,7 +242,7 @@ class Mix32(wiring.Component):
         ops = ([(lambda x: x ^ (x >> 16), 32)] + multiply(_M1)
                + [(lambda x: x ^ (x >> 15), 32)] + multiply(_M2)
                + [(lambda x: x ^ (x >> 16), 32)])
-        en = _stall_pipeline(m, len(ops), self.i, self.o, prefix="mix")
+        _, en = _stall_pipeline(m, len(ops), self.i, self.o, prefix="mix", loads=True)
         # Lanes slice plain signals and each stage is assigned as one Cat, which keeps
         # elaboration time linear in the lane count.
         prev = Signal(data.ArrayLayout(32, self._lanes), name="in_x")
@@ -345,7 +352,7 @@ class ReinforceDraws(wiring.Component):
         front = data.StructLayout({"key": 32, "pair": 31, "parts": 64, "base": 32,
                                    "side": side})
         depth = self._mul_stages + 2
-        en = _stall_pipeline(m, depth, self.i, mix.i, prefix="front")
+        _, en = _stall_pipeline(m, depth, self.i, mix.i, prefix="front", loads=True)
         stages = [Signal(front, name=f"front{k}", reset_less=True) for k in range(depth)]
         with m.If(en[0]):
             m.d.sync += [

@@ -172,12 +172,20 @@ class UpdateEngine(wiring.Component):
         out = self.o.payload
         h_max = self.h_max
         en_in, en = _stall_pipeline(m, 2, self.i, self.o, prefix="upd")
-        # The input word is registered: it comes straight from block RAM outputs.
-        p = Signal(self._input_layout, reset_less=True)
+        # The input word is registered: it comes straight from block RAM outputs. Each
+        # field in its own register (the draws and the threshold only as `hit`): the
+        # registers stay narrow, and lanes slice plain signals, which keeps elaboration
+        # time linear in the lane count.
+        ilay = self._input_layout
+        p_op = Signal(UpdateOp, reset_less=True)
+        h_in = Signal(ilay["h"].shape, name="in_h", reset_less=True)
+        a = Signal(ilay["a"].shape, name="in_a", reset_less=True)
+        mask = Signal(ilay["mask"].shape, name="in_mask", reset_less=True)
+        rho = Signal(name="in_rho", reset_less=True)
         # The draw comparisons (16-bit carry chains) run before that register, from the
         # caller's registers, so that the second cycle holds only the +-2 step.
         hit = Signal(self._lanes, reset_less=True)
-        draw_in = Signal(self._input_layout["draw"].shape)
+        draw_in = Signal(ilay["draw"].shape)
         threshold_in = Signal.like(self.i.payload.threshold)
         m.d.comb += [draw_in.eq(self.i.payload.draw), threshold_in.eq(self.i.payload.threshold)]
         # Data registers load only valid words: between the words the engine's lanes then
@@ -186,56 +194,48 @@ class UpdateEngine(wiring.Component):
         with m.If(en_in):
             m.d.sync += loaded.eq(self.i.valid)
         with m.If(en_in & self.i.valid):
-            m.d.sync += [p.eq(self.i.payload),
+            m.d.sync += [p_op.eq(self.i.payload.op), h_in.eq(self.i.payload.h),
+                         a.eq(self.i.payload.a), mask.eq(self.i.payload.mask),
+                         rho.eq(self.i.payload.rho),
                          hit.eq(Cat(draw_in[n] < threshold_in for n in range(self._lanes)))]
 
         is_cp = Signal()
         is_reinforce = Signal()
-        m.d.comb += [is_cp.eq(p.op == UpdateOp.CP), is_reinforce.eq(p.op == UpdateOp.REINFORCE)]
-        # Elaboration time stays linear in the lane count only if lanes slice plain signals
-        # (a slice of a payload field re-emits the whole field per lane) and the output is
-        # assigned as one Cat: hence the field copies and named per-lane signals.
-        fields = {}
-        for name in ("h", "a", "mask"):
-            fields[name] = Signal(self._input_layout[name].shape, name=f"in_{name}")
-            m.d.comb += fields[name].eq(p[name])
-        h_in, a, mask = fields["h"], fields["a"], fields["mask"]
-        rho = p.rho
-        new_h, new_w = [], []
-        for n in range(self._lanes):
-            h = Signal(signed(self._h_bits), name=f"h{n}")
-            act = Signal(name=f"act{n}")
-            up = Signal(name=f"up{n}")
-            stepped = Signal(signed(self._h_bits + 1), name=f"stepped{n}")
-            sat_hi = Signal(name=f"sat_hi{n}")
-            sat_lo = Signal(name=f"sat_lo{n}")
-            new = Signal(signed(self._h_bits), name=f"new{n}")
-            positive = Signal(name=f"positive{n}")
-            # For timing, saturation and the sign of the result are decided from `h`
-            # alone, next to the adder rather than after it: `h + 2 > h_max` is
-            # `h > h_max - 2`, `h - 2 < -h_max` is `h < 2 - h_max`, and so on.
-            m.d.comb += [
-                h.eq(h_in[n]),
-                act.eq(mask[n] & (is_cp | (is_reinforce & hit[n]))),
-                up.eq(Mux(is_cp, ~(a[n] ^ rho), h > 0)),
-                stepped.eq(h + Mux(up, 2, -2)),
-                sat_hi.eq(up & (h > h_max - 2)),
-                sat_lo.eq(~up & (h < 2 - h_max)),
-                new.eq(Mux(~act, h, Mux(sat_hi, h_max, Mux(sat_lo, -h_max, stepped)))),
-                positive.eq(Mux(~act, h > 0,
-                                sat_hi | (~sat_lo & Mux(up, h > -2, h > 2)))),
-            ]
-            new_h.append(new)
-            new_w.append(positive)
-        # Output registers without reset (only the valid bit needs one).
-        o_h = Signal(len(out.h.as_value()), reset_less=True)
-        o_w = Signal(len(out.w), reset_less=True)
+        m.d.comb += [is_cp.eq(p_op == UpdateOp.CP), is_reinforce.eq(p_op == UpdateOp.REINFORCE)]
+        # Output registers without reset (only the valid bit needs one): per lane, its
+        # weight and sign in one register, decided by one chain of conditions on the
+        # input register (no shared intermediate signals), so that a simulator evaluates
+        # a lane only when a word is loaded. For timing, saturation and the sign of the
+        # result are decided from `h` alone, next to the adder rather than after it:
+        # `h + 2 > h_max` is `h > h_max - 2`, `h - 2 < -h_max` is `h < 2 - h_max`.
+        lane_h, lane_w = [], []
         with m.If(en & loaded):
-            m.d.sync += [o_h.eq(Cat(*new_h)), o_w.eq(Cat(*new_w))]
+            for n in range(self._lanes):
+                h = h_in[n]
+                lane = Signal(data.StructLayout({"h": signed(self._h_bits), "w": 1}),
+                              name=f"o_lane{n}", reset_less=True)
+                with m.If(~(mask[n] & (is_cp | (is_reinforce & hit[n])))):
+                    m.d.sync += [lane.h.eq(h), lane.w.eq(h > 0)]
+                with m.Elif(Mux(is_cp, ~(a[n] ^ rho), h > 0)):
+                    with m.If(h > h_max - 2):
+                        m.d.sync += [lane.h.eq(h_max), lane.w.eq(1)]
+                    with m.Else():
+                        m.d.sync += [lane.h.eq(h + 2), lane.w.eq(h > -2)]
+                with m.Else():
+                    with m.If(h < 2 - h_max):
+                        m.d.sync += [lane.h.eq(-h_max), lane.w.eq(0)]
+                    with m.Else():
+                        m.d.sync += [lane.h.eq(h - 2), lane.w.eq(h > 2)]
+                lane_h.append(lane.h)
+                lane_w.append(lane.w)
+        o_h, o_w = Cat(*lane_h), Cat(*lane_w)
         m.d.comb += [out.h.as_value().eq(o_h), out.w.eq(o_w)]
         if self._tag_shape is not None:
+            p_tag = Signal(self._tag_shape, reset_less=True)
+            with m.If(en_in & self.i.valid):
+                m.d.sync += p_tag.eq(self.i.payload.tag)
             o_tag = Signal(self._tag_shape, reset_less=True)
             with m.If(en & loaded):
-                m.d.sync += o_tag.eq(p.tag)
+                m.d.sync += o_tag.eq(p_tag)
             m.d.comb += out.tag.eq(o_tag)
         return m
