@@ -2,12 +2,12 @@
 
 Usage::
 
-    # ULX3S-85F: synth_ecp5 + nextpnr-ecp5 at 80 MHz, 64 lanes (about 15-30 min)
-    python benchmarks/implement.py ecp5 --lanes 64 --max-layers 2 --max-width 256 \\
-        --max-fan-in 1024 --max-batch 128 --max-groups 16
+    # ULX3S-85F: synth_ecp5 + nextpnr-ecp5 at 80 MHz, the ulx3s-85f preset (15-30 min)
+    python benchmarks/implement.py ecp5
 
-    # PYNQ-Z2 (xc7z020): synth_xilinx only (no open place and route for 7-series)
-    python benchmarks/implement.py xc7 --lanes 64 ...
+    # PYNQ-Z2 (xc7z020): synth_xilinx only (no open place and route for 7-series), the
+    # pynq-z2 preset; build parameters override a preset's
+    python benchmarks/implement.py xc7 [--preset pynq-z2] [--lanes 128 ...]
 
     # Markdown table of every result under build/impl
     python benchmarks/implement.py report
@@ -47,7 +47,7 @@ from amaranth.back import rtlil, verilog  # noqa: E402
 from amaranth.hdl import Value  # noqa: E402
 from amaranth.lib.wiring import In  # noqa: E402
 
-from xnorlearn.contract import Build  # noqa: E402
+from xnorlearn.contract import PRESETS, preset  # noqa: E402
 from xnorlearn.hw.synth import (DEVICES, ScanWrapper, SynthError, nextpnr_version,  # noqa: E402
                                 place_and_route_ecp5, synthesize_verilog, utilisation,
                                 yosys_version)
@@ -157,8 +157,7 @@ def _summary(result):
 
 
 def run(args, family):
-    build = Build(**{name: getattr(args, name) for name in BUILD_ARGS
-                     if getattr(args, name) is not None})
+    build = _build(args)
     device = args.device
     cap = DEVICES[device]
     dsp_limit = None if args.dsp_limit == "none" else (
@@ -258,8 +257,7 @@ def block_designs(build):
 
 def blocks(args):
     """Place and route each block alone (in a ScanWrapper): which ones limit Fmax."""
-    build = Build(**{name: getattr(args, name) for name in BUILD_ARGS
-                     if getattr(args, name) is not None})
+    build = _build(args)
     names = args.only or list(block_designs(build))
     rows = []
     for name in names:
@@ -315,18 +313,31 @@ def report(args):
     return 0
 
 
+def _build_arguments(parser, board):
+    """``--preset`` (default ``board``'s) and the build parameters that override it."""
+    g = parser.add_argument_group("build parameters (xnorlearn.contract.Build)")
+    g.add_argument("--preset", choices=sorted(PRESETS), default=board,
+                   help=f"named build the parameters below override (default {board})")
+    for name in BUILD_ARGS:
+        g.add_argument("--" + name.replace("_", "-"), type=int, default=None,
+                       help=f"default the preset's ({getattr(preset(board), name)} in {board})")
+
+
+def _build(args):
+    try:
+        return preset(args.preset, **{name: getattr(args, name) for name in BUILD_ARGS
+                                      if getattr(args, name) is not None})
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"bad build: {e}") from None
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
-    for family, device in (("ecp5", "lfe5u-85f"), ("xc7", "xc7z020")):
+    for family, device, board in (("ecp5", "lfe5u-85f", "ulx3s-85f"),
+                                  ("xc7", "xc7z020", "pynq-z2")):
         q = sub.add_parser(family, help=f"implement for {device}")
-        g = q.add_argument_group("build parameters (xnorlearn.contract.Build)")
-        defaults = {"lanes": 64, "max_layers": 2, "max_width": 256, "max_fan_in": 1024,
-                    "classes": 10, "max_batch": 128, "max_groups": 16}
-        for name in BUILD_ARGS:
-            g.add_argument("--" + name.replace("_", "-"), type=int,
-                           default=defaults.get(name),
-                           help=f"default {defaults.get(name, 'Build default')}")
+        _build_arguments(q, board)
         q.add_argument("--top", choices=["auto", "accelerator", "core"], default="auto")
         q.add_argument("--device", default=device, choices=sorted(DEVICES))
         q.add_argument("--synth-args", nargs="*", default=[],
@@ -359,11 +370,7 @@ def main(argv=None):
         else:
             q.set_defaults(skip_pnr=True)
     q = sub.add_parser("blocks", help="place and route each block alone on the LFE5U-85F")
-    for name in BUILD_ARGS:
-        q.add_argument("--" + name.replace("_", "-"), type=int,
-                       default={"lanes": 64, "max_layers": 2, "max_width": 256,
-                                "max_fan_in": 1024, "classes": 10, "max_batch": 128,
-                                "max_groups": 16}.get(name))
+    _build_arguments(q, "ulx3s-85f")
     q.add_argument("--only", nargs="*", help="blocks to run (default all)")
     q.add_argument("--synth-args", nargs="*", default=[])
     q.add_argument("--tag", default="")

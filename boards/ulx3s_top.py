@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Build and program the serial boards: the accelerator on a ULX3S-85F (or an ECPIX-5-85)
 behind its USB-UART.
 
@@ -30,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from xnorlearn.contract import Build
+from xnorlearn.contract import PRESETS, ULX3S_85F, preset
 
 __all__ = ["BoardSpec", "BOARDS", "BoardBuildError", "make_top", "pll_parameters",
            "bridge_parameters", "build_board", "program_board", "add_build_arguments",
@@ -38,8 +39,8 @@ __all__ = ["BoardSpec", "BOARDS", "BoardBuildError", "make_top", "pll_parameters
 
 #: The accelerator build of the serial boards by default: the 64-lane build of
 #: ``docs/implementation.md`` (784-135-135 and 784-256-256, minibatches up to 128).
-DEFAULT_BUILD = dict(lanes=64, max_layers=2, max_width=256, max_fan_in=1024, classes=10,
-                     max_batch=128, max_groups=16)
+#: The build of both serial boards: the ``ulx3s-85f`` preset.
+DEFAULT_BUILD = ULX3S_85F
 _BUILD_ARGS = ("lanes", "max_layers", "max_width", "max_fan_in", "classes", "max_batch",
                "max_groups", "weight_words", "draw_lanes")
 
@@ -198,7 +199,7 @@ def make_top(board, build=None, *, clock_mhz=None, baud=None, loopback=False):
     from xnorlearn.boards.ulx3s import BoardTop, LoopbackTop
     if loopback:
         return LoopbackTop(spec=spec, pll=pll, bridge=bridge, baud=baud)
-    return BoardTop(spec=spec, build=build or Build(**DEFAULT_BUILD), pll=pll, bridge=bridge,
+    return BoardTop(spec=spec, build=build or DEFAULT_BUILD, pll=pll, bridge=bridge,
                     baud=baud)
 
 
@@ -312,7 +313,7 @@ def build_board(board="ulx3s-85f", build=None, *, out_dir, clock_mhz=None, baud=
         If a tool fails, or the Fmax after routing is below the PLL clock.
     """
     say = progress or (lambda text: print(text, file=sys.stderr, flush=True))
-    build = build or Build(**DEFAULT_BUILD)
+    build = build or DEFAULT_BUILD
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -492,10 +493,12 @@ def add_build_arguments(parser):
     """The options of ``xnorlearn build``."""
     parser.add_argument("--board", choices=sorted(BOARDS), default="ulx3s-85f")
     g = parser.add_argument_group("accelerator build (xnorlearn.contract.Build)")
+    g.add_argument("--preset", choices=sorted(PRESETS), default="ulx3s-85f",
+                   help="named build the parameters below override")
     for name in _BUILD_ARGS:
-        default = DEFAULT_BUILD.get(name)
-        g.add_argument("--" + name.replace("_", "-"), type=int, default=default,
-                       help=f"default {default if default is not None else 'the Build default'}")
+        g.add_argument("--" + name.replace("_", "-"), type=int, default=None,
+                       help=f"default the preset's ({getattr(DEFAULT_BUILD, name)} in "
+                            f"ulx3s-85f)")
     parser.add_argument("--clock-mhz", type=float, default=None,
                         help="build clock from the PLL (default 60: exact UART dividers on both "
                              "boards, and the 64-lane build meets it)")
@@ -517,8 +520,10 @@ def run_build(args):
     """``xnorlearn build``: 0 when built with timing met, 1 on a failure, 2 for bad
     arguments."""
     try:
-        build = Build(**{name: getattr(args, name) for name in _BUILD_ARGS
-                         if getattr(args, name) is not None})
+        build = preset(args.preset, **{name: getattr(args, name) for name in _BUILD_ARGS
+                                       if getattr(args, name) is not None})
+        # Made to check the arguments before a long build (the pragma on this file's
+        # first line keeps Amaranth from warning that it is never elaborated).
         make_top(args.board, build, clock_mhz=args.clock_mhz, baud=args.baud)
     except ImportError as e:
         print(f"xnorlearn build: the gateware tools are not installed ({e}): pip install "

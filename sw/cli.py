@@ -81,12 +81,15 @@ def build_parser():
     d.add_argument("--timeout", type=float, default=60.0,
                    help="seconds allowed for a register access, added to each packet's "
                         "allowance")
-    from xnorlearn.contract import Build
-    board = Build()
+    from xnorlearn.contract import PRESETS, preset
+    d.add_argument("--preset", choices=sorted(PRESETS), default="pynq-z2",
+                   help="named build of the simulated board; the build options below "
+                        "override its parameters")
+    board = preset("pynq-z2")
     for name in BUILD_OPTIONS:
         d.add_argument("--" + name.replace("_", "-"), type=_positive, default=None,
                        help=f"build parameter {name} of the simulated board "
-                            f"(default {getattr(board, name)}, the board build)")
+                            f"(default the preset's: {getattr(board, name)} in pynq-z2)")
     from .verify import add_arguments as verify_arguments
     verify_arguments(sub.add_parser(
         "verify", help="train the accelerator's RTL in simulation and compare every weight, "
@@ -224,10 +227,10 @@ def cmd_train(args, parser):
 
 
 def _device_build(args, config, parser):
-    """The build of the simulated board: the board build, the dataset's classes, the
+    """The build of the simulated board: the preset, the dataset's classes, the
     network's h_bits/z_bits, and any build option given; refused (exit 2) if the network
     does not fit it."""
-    from xnorlearn.contract import Build
+    from xnorlearn.contract import preset
     from .driver import check_fits
     if not (args.clock_mhz > 0 and args.clock_mhz < 1000):
         _fail(parser, f"--clock-mhz must be in (0, 1000), got {args.clock_mhz}")
@@ -236,8 +239,9 @@ def _device_build(args, config, parser):
     given = {name: getattr(args, name) for name in BUILD_OPTIONS
              if getattr(args, name) is not None}
     try:
-        build = Build(**{"classes": config.classes, "h_bits": config.h_bits or 8,
-                         "z_bits": config.z_bits, **given})
+        build = preset(args.preset, **{"classes": config.classes,
+                                       "h_bits": config.h_bits or 8,
+                                       "z_bits": config.z_bits, **given})
         from xnorlearn.hw.accelerator import core_parameters
         core_parameters(build)          # what the gateware can implement
     except (TypeError, ValueError) as e:

@@ -117,7 +117,11 @@ def add_arguments(p):
                    help="classes (None: 10 for the generated dataset, else the dataset's)")
     p.add_argument("--features", type=_positive, default=784,
                    help="inputs K_0 of the generated dataset")
-    p.add_argument("--lanes", type=_positive, default=64, help="XNOR lanes of the build")
+    p.add_argument("--preset", default=None,
+                   help="run the named build of a board (pynq-z2, ulx3s-85f) with the "
+                        "dataset's classes, instead of the smallest build of the network")
+    p.add_argument("--lanes", type=_positive, default=None,
+                   help="XNOR lanes of the build (None: 64, or the preset's)")
     p.add_argument("--draw-lanes", type=_positive, default=None,
                    help="reinforcement draws per cycle (None: min(16, lanes))")
     p.add_argument("--seed", type=int, default=0, help="32-bit seed of the golden model")
@@ -185,13 +189,39 @@ def _prepare(args):
                                p_r=args.p_r, seed=args.seed)
     except (TypeError, ValueError) as e:
         raise _Usage(f"bad network configuration: {e}") from None
-    try:
-        build = size_build(config.sizes, classes=config.classes, gamma=config.gamma,
-                           lanes=args.lanes, batch_size=args.batch_size,
-                           draw_lanes=args.draw_lanes)
-    except BuildError as e:
-        raise _Usage(str(e)) from None
+    if args.preset is not None:
+        build = _preset_build(args, config)
+    else:
+        try:
+            build = size_build(config.sizes, classes=config.classes, gamma=config.gamma,
+                               lanes=args.lanes or 64, batch_size=args.batch_size,
+                               draw_lanes=args.draw_lanes)
+        except BuildError as e:
+            raise _Usage(str(e)) from None
     return config, build, a0, y, name
+
+
+def _preset_build(args, config):
+    """The build of ``--preset`` with the dataset's classes (and ``--lanes``,
+    ``--draw-lanes`` if given); :class:`_Usage` if the network does not fit it."""
+    from xnorlearn.contract import PRESETS, preset
+    from xnorlearn.hw.accelerator import core_parameters
+    from xnorlearn.sw.driver import check_fits
+    if args.preset not in PRESETS:
+        raise _Usage(f"--preset must be one of {', '.join(sorted(PRESETS))}, "
+                     f"got {args.preset!r}")
+    given = {name: getattr(args, name) for name in ("lanes", "draw_lanes")
+             if getattr(args, name) is not None}
+    try:
+        build = preset(args.preset, classes=config.classes, **given)
+        core_parameters(build)
+    except (TypeError, ValueError) as e:
+        raise _Usage(f"bad build ({args.preset} preset): {e}") from None
+    try:
+        check_fits(build, config, args.batch_size)
+    except ValueError as e:
+        raise _Usage(f"{e} (the {args.preset} preset)") from None
+    return build
 
 
 def run(args, *, corrupt=None, log=print):

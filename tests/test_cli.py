@@ -57,6 +57,9 @@ def test_resume_equals_uninterrupted(tmp_path, capsys):
     (["--device", "sim", "--lanes", "48"], "bad build parameter: lanes must be a multiple"),
     (["--device", "sim", "--lanes", "96"], "lanes must be a power of two in 32..1024"),
     (["--device", "sim", "--clock-mhz", "0"], "--clock-mhz must be in (0, 1000)"),
+    (["--device", "sim", "--preset", "arty"], "invalid choice: 'arty'"),
+    (["--device", "sim", "--preset", "ulx3s-85f", "--hidden", "8", "8", "8"],
+     "hidden layers = 3, the build allows 1..2"),
     (["--resume", "/nonexistent/model.npz"], "is not a file"),
     (["--epochs", "x"], "expected a positive integer"),
 ])

@@ -1,6 +1,7 @@
 """``xnorlearn verify``: argument errors (no simulator), the shared comparison, build
 sizing, and end-to-end runs on Verilator (a pass and a deliberate mismatch)."""
 
+import argparse
 import dataclasses
 import json
 
@@ -38,6 +39,11 @@ TINY = ["verify", "--dataset", "generated", "--features", "40", "--hidden", "16"
     (["--timeout", "0"], r"--timeout must be a positive number of seconds, got 0.0"),
     (["--dataset", "nonexistent-dir"], r"unknown dataset 'nonexistent-dir'"),
     (["--dataset", "mnist", "--data-dir", "/nonexistent"], r"mnist not found"),
+    (["--preset", "arty"], r"--preset must be one of pynq-z2, ulx3s-85f, got 'arty'"),
+    (["--preset", "ulx3s-85f", "--hidden", "8", "8", "8"],
+     r"hidden layers = 3, the build allows 1..2 \(max_layers\) \(the ulx3s-85f preset\)"),
+    (["--preset", "pynq-z2", "--lanes", "96"],
+     r"bad build \(pynq-z2 preset\): .*lanes must be a power of two"),
 ])
 def test_argument_errors(argv, message, capsys, tmp_path):
     assert main(["verify", "--out", str(tmp_path)] + argv) == 2
@@ -140,3 +146,19 @@ def test_verify_reports_the_first_mismatch(verify_out, capsys):
     report = json.loads((verify_out / "verify.json").read_text())
     assert report["result"] == "mismatch"
     assert report["mismatch"]["index"] == [5, 7] and report["mismatch"]["batch"] == 2
+
+
+def test_preset_build():
+    """``--preset`` runs the board's build with the dataset's classes, not the smallest."""
+    from xnorlearn.contract import PYNQ_Z2, ULX3S_85F
+    parser = argparse.ArgumentParser()
+    verify.add_arguments(parser)
+    for name, board in (("pynq-z2", PYNQ_Z2), ("ulx3s-85f", ULX3S_85F)):
+        args = parser.parse_args(["--preset", name, "--classes", "6", "--features", "100",
+                                  "--hidden", "40", "30", "--batches", "1",
+                                  "--batch-size", "8"])
+        _, build, *_ = verify._prepare(args)
+        assert build == dataclasses.replace(board, classes=6)
+    args = parser.parse_args(["--preset", "ulx3s-85f", "--lanes", "128", "--features", "100",
+                              "--hidden", "40", "--batches", "1", "--batch-size", "8"])
+    assert verify._prepare(args)[1].lanes == 128

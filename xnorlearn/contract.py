@@ -51,7 +51,7 @@ import enum
 __all__ = [
     "check_int", "Opcode", "STATUS_TAG", "OPCODE_SHIFT", "LAYER_SHIFT", "LAYER_MASK",
     "COUNT_MASK", "MAX_COUNT", "THETA_MIN", "THETA_MAX", "H_PER_WORD", "header_word",
-    "split_header", "Access", "Field", "Register", "Build", "PYNQ_Z2", "REGISTERS", "LAYER_STRIDE",
+    "split_header", "Access", "Field", "Register", "Build", "PRESETS", "preset", "PYNQ_Z2", "ULX3S_85F", "REGISTERS", "LAYER_STRIDE",
     "ID_VALUE", "VERSION_MAJOR", "VERSION_MINOR", "ErrorCode", "Phase",
     "LIMITS", "default_weight_words", "RegisterMap", "driver_offsets", "markdown_table",
 ]
@@ -280,7 +280,35 @@ class Build:
         return 0 if value is None else value
 
 
-PYNQ_Z2 = Build()
+#: The named builds of the boards, as the parameters they set over the :class:`Build`
+#: defaults (the others, ``weight_words`` included, follow from those): the simulated
+#: board, ``xnorlearn verify --preset``, ``benchmarks/implement.py`` and the board flows
+#: start from these, and explicit parameters override them. ``pynq-z2``: the overlay's
+#: build (three layers). ``ulx3s-85f``: two layers, so that ``H`` and ``W`` fit the
+#: ECP5-85F's block RAM beside the serial bridge (192 of 208 DP16KD).
+PRESETS = {
+    "pynq-z2": {},
+    "ulx3s-85f": {"max_layers": 2},
+}
+
+
+def preset(name, **overrides):
+    """The :class:`Build` of preset ``name`` with ``overrides`` (build parameters) applied.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not a key of :data:`PRESETS`, or the parameters do not make a build.
+    TypeError
+        If a parameter is unknown or of the wrong type.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(sorted(PRESETS))}, got {name!r}")
+    return Build(**{**PRESETS[name], **overrides})
+
+
+PYNQ_Z2 = preset("pynq-z2")
+ULX3S_85F = preset("ulx3s-85f")
 
 
 @dataclasses.dataclass(frozen=True)
