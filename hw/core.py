@@ -8,7 +8,7 @@ arithmetic.
 import functools
 import operator
 
-from amaranth import Array, Cat, Module, Mux, ResetInserter, Signal, Value, signed, unsigned
+from amaranth import Array, Cat, Module, Mux, ResetInserter, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
@@ -20,6 +20,7 @@ from xnorlearn.hw._arith import adder_tree, shifted_terms
 from xnorlearn.hw._params import check_int as _check_int
 from xnorlearn.hw.bank import BankedMemory
 from xnorlearn.hw.classifier import LocalClassifier
+from xnorlearn.hw.layer_config import LayerConfig
 from xnorlearn.hw.popcount import XnorPopcount
 from xnorlearn.hw.prng import Mix32, ReinforceDraws
 from xnorlearn.hw.selector import GroupSelector
@@ -277,85 +278,38 @@ class TrainerCore(wiring.Component):
         pick_region = MB * MG
 
         # -- configuration, derived once per cycle (static while busy) -------------------------
-        # Words per neuron, then their product with the width (a two-level adder tree), then
-        # the layer bases, each from registers: valid `config_latency` cycles after a
-        # configuration change.
-        n_w = [Signal(range(AW + 2), name=f"cfg_words{l}") for l in range(ML)]
-        last_count = [Signal(range(P + 1), name=f"cfg_last{l}") for l in range(ML)]
-        words = [Signal(32, name=f"cfg_layer_words{l}") for l in range(ML)]
-        base = [Signal(32, name=f"cfg_base{l}") for l in range(ML + 1)]
-        cfg_ok = Signal()
-        for l in range(ML):
-            k = self.width[l]
-            width_m = Signal.like(self.width[l + 1], name=f"cfg_width_m{l}")
-            # Two cycles whatever the build's widths, so `config_latency` holds.
-            product, _ = adder_tree(m, shifted_terms(width_m, n_w[l], 32), 32,
-                                    f"cfg_product{l}", arity=4, latency=2)
-            m.d.comb += words[l].eq(product)
-            m.d.sync += [
-                n_w[l].eq((k + P - 1) >> LOGP),
-                width_m.eq(self.width[l + 1]),
-                last_count[l].eq(k - (((k + P - 1) >> LOGP) - 1 << LOGP)),
-                base[l + 1].eq(base[l] + words[l]),
-            ]
-        checks = [self.layers >= 1, self.layers <= ML, self.width[0] >= 1,
-                  self.width[0] <= self._max_fan_in,
-                  Array(base)[self.layers] <= self._weight_words]
-        for l in range(ML):
-            active = l < self.layers
-            checks.append(~active | ((self.width[l + 1] >= 1) & (self.width[l + 1] <= MW)
-                                     & (self.gamma[l] >= 1)
-                                     & (self.gamma[l] <= self.width[l + 1])
-                                     & (self.width[l + 1] <= self.gamma[l] * MG)))
-        m.d.sync += cfg_ok.eq(Cat(*checks).all())
+        m.submodules.config = cfg = LayerConfig(
+            lanes=P, max_layers=ML, width_bits=self._width_bits, margin_bits=self._margin_bits,
+            max_width=MW, max_fan_in=self._max_fan_in, max_groups=MG,
+            weight_words=self._weight_words, draw_lanes=D)
+        m.d.comb += [cfg.layers.eq(self.layers), cfg.width.eq(self.width),
+                     cfg.gamma.eq(self.gamma), cfg.robust.eq(self.robust),
+                     cfg.thresh.eq(self.thresh), cfg.key.eq(self.key)]
+        cfg_ok = cfg.ok
 
         # Two layer indices: `cur_l` for the forward pass and packet I/O, `u_l` for the
         # updates, which run one layer behind the forward pass (see the class docstring).
         cur_l = Signal(range(ML))
         u_l = Signal(range(ML + 1))   # also the number of layers whose updates are done
         # The layer indices change through `*_nx` (their next values), so that what is
-        # selected by layer can be registered with no lag: the per-layer multiplexers
-        # and the arithmetic on them stay out of the cycles that use them.
+        # selected by layer is registered with no lag (`LayerConfig`): the per-layer
+        # multiplexers and the arithmetic on them stay out of the cycles that use them.
         cur_l_nx = Signal.like(cur_l)
         u_l_nx = Signal.like(u_l)
-        m.d.comb += [cur_l_nx.eq(cur_l), u_l_nx.eq(u_l)]
+        m.d.comb += [cur_l_nx.eq(cur_l), u_l_nx.eq(u_l),
+                     cfg.fwd_layer.eq(cur_l_nx), cfg.upd_layer.eq(u_l_nx)]
         m.d.sync += [cur_l.eq(cur_l_nx), u_l.eq(u_l_nx)]
 
-        def by_layer(index, values, name, fn=None):
-            values = [Value.cast(fn(v) if fn else v) for v in values]
-            reg = Signal(values[0].shape(), name=name)
-            m.d.sync += reg.eq(Array(values)[index])
-            return reg
-
-        widths = [self.width[l] for l in range(ML + 1)]
-        L_words = by_layer(cur_l_nx, n_w, "L_words")
-        L_last = by_layer(cur_l_nx, last_count, "L_last")
-        L_base = by_layer(cur_l_nx, base[:ML], "L_base")
-        L_kin = by_layer(cur_l_nx, widths[:ML], "L_kin")
-        L_kout = by_layer(cur_l_nx, widths[1:], "L_kout")
+        fwd, upd = cfg.fwd, cfg.upd
+        L_last, L_base, L_kin = fwd.last, fwd.base, fwd.kin
+        L_robust, L_gamma = fwd.robust, fwd.gamma
+        L_words_m1, L_kout_m1, L_hw_m1 = fwd.words_m1, fwd.kout_m1, fwd.hw_m1
+        is_last_layer = fwd.is_last
         L_row = cur_l * MW            # first row of the layer in Pmem / T
-        L_hw = by_layer(cur_l_nx, widths[:ML], "L_hw", lambda k: (k + 3) >> 2)
-        is_last_layer = Signal()
-        m.d.sync += is_last_layer.eq(cur_l_nx == self.layers - 1)
-        L_robust = by_layer(cur_l_nx, [self.robust[l] for l in range(ML)], "L_robust")
-        L_gamma = by_layer(cur_l_nx, [self.gamma[l] for l in range(ML)], "L_gamma")
-        # u_l runs to ML: the entries past the last layer are never used.
-        U_words = by_layer(u_l_nx, n_w, "U_words")
-        U_last = by_layer(u_l_nx, last_count, "U_last")
-        U_base = by_layer(u_l_nx, base[:ML], "U_base")
-        U_kin = by_layer(u_l_nx, widths[:ML], "U_kin")
-        U_kout = by_layer(u_l_nx, widths[1:], "U_kout")
+        U_words, U_last, U_base, U_kin = upd.words, upd.last, upd.base, upd.kin
+        U_words_m1, U_kout_m1, U_chunks_m1 = upd.words_m1, upd.kout_m1, upd.chunks_m1
+        U_thresh, U_key = upd.thresh, upd.key
         U_row = u_l * MW
-        # Last indices (`x - 1`, signed: -1 for an empty layer), for equality tests.
-        L_words_m1 = by_layer(cur_l_nx, n_w, "L_words_m1", lambda v: v - 1)
-        L_kout_m1 = by_layer(cur_l_nx, widths[1:], "L_kout_m1", lambda v: v - 1)
-        L_hw_m1 = by_layer(cur_l_nx, widths[:ML], "L_hw_m1", lambda k: ((k + 3) >> 2) - 1)
-        U_words_m1 = by_layer(u_l_nx, n_w, "U_words_m1", lambda v: v - 1)
-        U_kout_m1 = by_layer(u_l_nx, widths[1:], "U_kout_m1", lambda v: v - 1)
-        U_chunks_m1 = by_layer(u_l_nx, last_count, "U_chunks_m1",
-                               lambda v: ((v + D - 1) >> LOGD) - 1)
-        U_thresh = by_layer(u_l_nx, [self.thresh[l] for l in range(ML)], "U_thresh")
-        U_key = by_layer(u_l_nx, [self.key[l] for l in range(ML)], "U_key")
 
         # -- memories --------------------------------------------------------------------------
         # H is read with three cycles of latency: rows of block RAM, each output registered
@@ -980,7 +934,7 @@ class TrainerCore(wiring.Component):
 
         def start_fwd(layer):
             m.d.sync += [
-                g_active.eq(1), g_mu.eq(0), g_k.eq(0), g_w.eq(0), g_waddr.eq(Array(base)[layer]),
+                g_active.eq(1), g_mu.eq(0), g_k.eq(0), g_w.eq(0), g_waddr.eq(Array(cfg.bases)[layer]),
                 g_abase.eq((layer >> 1) * region), g_aaddr.eq((layer >> 1) * region),
                 c_k.eq(0), c_mu.eq(0), cls_mu.eq(0),
                 drain_mu.eq(0), pick_n.eq(0), abuf.eq(0),
