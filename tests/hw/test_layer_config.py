@@ -23,10 +23,15 @@ BUILDS = [
 ]
 
 
-def make(build):
-    core = TrainerCore(**{name: getattr(build, name) for name in (
+def core_of(build):
+    return TrainerCore(**{name: getattr(build, name) for name in (
         "lanes", "max_layers", "max_width", "max_fan_in", "classes", "max_batch",
         "max_groups", "weight_words", "h_bits", "draw_lanes")})
+
+
+def make(build):
+    """The LayerConfig of the core of ``build``."""
+    core = core_of(build)
     dut = LayerConfig(lanes=build.lanes, max_layers=build.max_layers,
                       width_bits=core.width_bits, margin_bits=core.margin_bits,
                       max_width=build.max_width, max_fan_in=build.max_fan_in,
@@ -128,10 +133,7 @@ def test_latency_is_the_cores():
     build = BUILDS[1]
     dut = make(build)
     assert dut.latency == build.max_layers + 4
-    core = TrainerCore(**{name: getattr(build, name) for name in (
-        "lanes", "max_layers", "max_width", "max_fan_in", "classes", "max_batch",
-        "max_groups", "weight_words", "h_bits", "draw_lanes")})
-    assert core.config_latency == dut.latency + 1
+    assert core_of(build).config_latency == dut.latency + 1
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
