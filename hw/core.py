@@ -18,7 +18,6 @@ from amaranth.utils import bits_for, ceil_log2, exact_log2
 from xnorlearn.contract import LAYER_SHIFT, OPCODE_SHIFT, STATUS_TAG, ErrorCode, Opcode, Phase
 from xnorlearn.hw._arith import adder_tree, shifted_terms
 from xnorlearn.hw._params import check_int as _check_int
-from xnorlearn.hw.bank import BankedMemory
 from xnorlearn.hw.classifier import LocalClassifier
 from xnorlearn.hw.layer_config import LayerConfig
 from xnorlearn.hw.popcount import XnorPopcount
@@ -26,6 +25,7 @@ from xnorlearn.hw.prng import Mix32, ReinforceDraws
 from xnorlearn.hw.selector import GroupSelector
 from xnorlearn.hw.threshold import ThresholdUnit
 from xnorlearn.hw.update import THRESHOLD_BITS, UpdateEngine, UpdateOp
+from xnorlearn.hw.weights import WeightStore
 from xnorlearn.sw.golden.prng import DRAW_BITS, GOLDEN
 
 __all__ = ["TrainerCore", "Opcode", "ErrorCode", "Phase", "AXIS_LAYOUT", "STATUS_TAG"]
@@ -312,13 +312,9 @@ class TrainerCore(wiring.Component):
         U_row = u_l * MW
 
         # -- memories --------------------------------------------------------------------------
-        # H is read with three cycles of latency: rows of block RAM, each output registered
-        # beside its row (`BankedMemory`), so no read crosses the die in the RAMs' cycle.
-        m.submodules.h_mem = h_mem = BankedMemory(width=P * HB, depth=self._weight_words,
-                                                  read_latency=3)
-        # W likewise, with a read enable for the stalling forward stream (read latency 2).
-        m.submodules.w_mem = w_mem = BankedMemory(width=P, depth=self._weight_words,
-                                                  read_enable=True)
+        # H and W, with the arbitration of their write port (`WeightStore`).
+        m.submodules.weights = weights = WeightStore(lanes=P, h_bits=HB,
+                                                     depth=self._weight_words)
         m.submodules.p_mem = p_mem = Memory(shape=unsigned(C), depth=ML * MW, init=[])
         m.submodules.t_mem = t_mem = Memory(shape=unsigned(17), depth=ML * MW, init=[])
         m.submodules.y_mem = y_mem = Memory(shape=unsigned(label_bits), depth=MB, init=[])
@@ -336,23 +332,6 @@ class TrainerCore(wiring.Component):
             a_rd.append(mem.read_port())
         # Read ports are not transparent (no bypass multiplexer after the block RAMs): the
         # interlocks below keep every read of a word after its write-back.
-        # The H and W write ports take address, data and enable from free-running
-        # registers (no clock enable, data without reset), which placement can put next
-        # to the block RAMs: the write sources below (update engine, WRITE_H words) drive
-        # `hw_*` / `ww_*` one cycle earlier.
-        hw_addr, ww_addr = Signal(waddr_bits), Signal(waddr_bits)
-        hw_data, ww_data = Signal(P * HB), Signal(P)
-        hw_en, ww_en = Signal(), Signal()
-        for (addr_p, data_p, en_p), addr, data_, en in (
-                ((h_mem.wr_addr, h_mem.wr_data, h_mem.wr_en), hw_addr, hw_data, hw_en),
-                ((w_mem.wr_addr, w_mem.wr_data, w_mem.wr_en), ww_addr, ww_data, ww_en)):
-            addr_q = Signal.like(addr, reset_less=True, name=f"{addr.name}_q")
-            data_q = Signal.like(data_, reset_less=True, name=f"{data_.name}_q")
-            # Without reset: a write already on its way (the last words of a WRITE_H taken
-            # just before a soft_reset) still lands.
-            en_q = Signal(name=f"{en.name}_q", reset_less=True)
-            m.d.sync += [addr_q.eq(addr), data_q.eq(data_), en_q.eq(en)]
-            m.d.comb += [addr_p.eq(addr_q), data_p.eq(data_q), en_p.eq(en_q)]
         p_wr = p_mem.write_port()
         p_rd = p_mem.read_port()
         p_rd_cp = p_mem.read_port()
@@ -444,7 +423,7 @@ class TrainerCore(wiring.Component):
         r_count, q_count = Signal(range(P + 1)), Signal(range(P + 1))
         r_last, q_last = Signal(), Signal()
         q_a = Signal(P, reset_less=True)
-        assert w_mem.read_latency == 2
+        assert weights.w_read_latency == 2
         fw_adv = ~q_valid | pc.i.ready
         fw_bank = cur_l[0] if ML > 1 else 0
         fw_a_data = Mux(fw_bank, a_rd[-1].data, a_rd[0].data)
@@ -473,11 +452,11 @@ class TrainerCore(wiring.Component):
                     m.d.sync += [g_w.eq(g_w + 1), g_waddr.eq(g_waddr + 1),
                                  g_aaddr.eq(g_aaddr + 1)]
         m.d.comb += [
-            w_mem.rd_addr.eq(g_waddr),
-            w_mem.rd_en.eq(fw_adv),
+            weights.w_rd_addr.eq(g_waddr),
+            weights.w_rd_en.eq(fw_adv),
             pc.i.valid.eq(q_valid),
             pc.i.payload.a.eq(q_a),
-            pc.i.payload.w.eq(w_mem.rd_data),
+            pc.i.payload.w.eq(weights.w_rd_data),
             pc.i.payload.count.eq(q_count),
             pc.i.payload.last.eq(q_last),
         ]
@@ -621,13 +600,14 @@ class TrainerCore(wiring.Component):
         cp_k = Signal(range(MW))
         cp_rho = Signal()
         cp_last_word = cp_w == U_words_m1
-        # Read-after-write: a word is written back `h_mem.read_latency + eng.latency + 1`
-        # = 6 cycles after it is issued (H read, engine, write-port register), and the
+        # Read-after-write: a word is written back `h_read_latency + eng.latency +
+        # write_latency` = 6 cycles after it is issued (H read, engine, write-port
+        # register, `WeightStore`), and the
         # read ports are not transparent, so a pick waits while a word of its neuron was
         # issued in this cycle or the five before. Comparing neurons, not addresses, can
         # hold a pick for up to six cycles more than needed, only when a neuron follows
         # itself, which is rare.
-        n_pi = h_mem.read_latency + eng.latency
+        n_pi = weights.h_read_latency + eng.latency
         pi_v = [Signal(name=f"pi{d}_v") for d in range(n_pi)]
         pi_k = [Signal(range(MW), name=f"pi{d}_k") for d in range(n_pi)]
         m.d.sync += [pi_v[0].eq(cp_act), pi_k[0].eq(cp_k)]
@@ -755,7 +735,7 @@ class TrainerCore(wiring.Component):
         # latency than A.
         e0 = Signal(eng.input_layout)
         e_prev, v_prev = e0, cp_valid | rf_valid
-        for d in range(1, h_mem.read_latency):
+        for d in range(1, weights.h_read_latency):
             e_d = Signal(eng.input_layout, name=f"e{d}", reset_less=True)
             v_d = Signal(name=f"e{d}_valid")
             # Operands load only with a word (the engine never stalls).
@@ -776,7 +756,7 @@ class TrainerCore(wiring.Component):
             e0.tag.addr.eq(Mux(cp_valid, cp_addr, rf_addr)),
             eng.i.valid.eq(v_prev),
             eng.i.payload.eq(e_prev),
-            eng.i.payload.h.as_value().eq(h_mem.rd_data),
+            eng.i.payload.h.as_value().eq(weights.h_rd_data),
             eng.o.ready.eq(1),
             mix.o.ready.eq(1),
         ]
@@ -870,7 +850,7 @@ class TrainerCore(wiring.Component):
             y_rd.addr.eq(c_mu),
             # Selected by registers only (READ_H runs while the update machine is idle), so
             # the address reaches the block RAMs without the state decoder.
-            h_mem.rd_addr.eq(Mux(cp_act, cp_haddr, Mux(u_run, dout.tag.addr, io_addr))),
+            weights.h_rd_addr.eq(Mux(cp_act, cp_haddr, Mux(u_run, dout.tag.addr, io_addr))),
             pred_rd.addr.eq(resp_i),
             t_rd.addr.eq(L_row + io_k),
         ]
@@ -915,12 +895,14 @@ class TrainerCore(wiring.Component):
         with m.If(wh_active):
             m.d.sync += [wh_addr_q.eq(io_addr), wh_h_q.eq(hmerged), wh_w_q.eq(wmerged)]
         m.d.comb += [
-            hw_addr.eq(Mux(eng.o.valid, eng.o.payload.tag.addr, wh_addr_q)),
-            hw_data.eq(Mux(eng.o.valid, eng.o.payload.h.as_value(), wh_h_q)),
-            hw_en.eq(eng.o.valid | wh_we_q),
-            ww_addr.eq(Mux(eng.o.valid, eng.o.payload.tag.addr, wh_addr_q)),
-            ww_data.eq(Mux(eng.o.valid, eng.o.payload.w, wh_w_q)),
-            ww_en.eq(eng.o.valid | wh_we_q),
+            weights.update.valid.eq(eng.o.valid),
+            weights.update.payload.addr.eq(eng.o.payload.tag.addr),
+            weights.update.payload.h.eq(eng.o.payload.h.as_value()),
+            weights.update.payload.w.eq(eng.o.payload.w),
+            weights.host.valid.eq(wh_we_q),
+            weights.host.payload.addr.eq(wh_addr_q),
+            weights.host.payload.h.eq(wh_h_q),
+            weights.host.payload.w.eq(wh_w_q),
         ]
 
         m.d.sync += flush.eq(0)
@@ -1168,7 +1150,7 @@ class TrainerCore(wiring.Component):
                 m.next = "RH_WAIT2"
 
             with m.State("RH_WAIT2"):
-                assert h_mem.read_latency == 3
+                assert weights.h_read_latency == 3
                 m.d.comb += phase.eq(Phase.IO)
                 m.next = "RH_LATCH"
 
@@ -1176,7 +1158,7 @@ class TrainerCore(wiring.Component):
             # block RAMs' own would be too deep for one cycle.
             with m.State("RH_LATCH"):
                 m.d.comb += phase.eq(Phase.IO)
-                m.d.sync += rh_buf.eq(h_mem.rd_data)
+                m.d.sync += rh_buf.eq(weights.h_rd_data)
                 m.next = "RH_SEND"
 
             with m.State("RH_SEND"):
