@@ -66,6 +66,20 @@ _READS = {Opcode.READ_H: Opcode.WRITE_H, Opcode.READ_P: Opcode.WRITE_P,
 _WRITES = {v: k for k, v in _READS.items()}     # WRITE_* -> READ_*
 
 
+def _same_cands(a, b):
+    """Two candidate lists (of tuples of arrays or values) hold the same candidates."""
+    def same(x, y):
+        if x is None or y is None:
+            return x is y
+        if isinstance(x, tuple) and isinstance(y, tuple):
+            return len(x) == len(y) and all(np.array_equal(u, v) for u, v in zip(x, y))
+        return np.array_equal(x, y)
+
+    if a is None or b is None:
+        return a is b
+    return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+
+
 class Unpredictable(Exception):
     """The docs leave the outcome of what was asked open (see the module docstring)."""
 
@@ -279,6 +293,10 @@ class Expected:
     words: list
     what: str
     layer: int = 0
+    #: For a ``READ_*``: the memories and registers when the core read them (its header),
+    #: which the response is checked against (a later packet may have changed them
+    #: before the response's last word leaves the output slice).
+    state: dict = None
 
 
 @dataclasses.dataclass
@@ -336,6 +354,17 @@ class ProtocolModel:
 
     def copy(self):
         return copy.deepcopy(self)
+
+    #: What a ``READ_*`` reads and what decides its layout.
+    _READ_STATE = ("regs", "h", "h_known", "h_cands", "p", "p_known", "theta", "flip",
+                   "t_known", "row_cands")
+
+    def _snapshot(self):
+        return {name: copy.deepcopy(getattr(self, name)) for name in self._READ_STATE}
+
+    def _restore(self, state):
+        for name, value in state.items():
+            setattr(self, name, copy.deepcopy(value))
 
     # -- reset and state -------------------------------------------------------------------
 
@@ -540,7 +569,7 @@ class ProtocolModel:
                 return self._refuse(ErrorCode.LENGTH, 0, last, op)
             words = self.expected_read(opcode, layer)[0]
             self.responses.append(Expected(opcode, words, f"{opcode.name} of layer {layer}",
-                                           layer))
+                                           layer, self._snapshot()))
             self.inflight = (opcode, None)
             return
         if not io and not 1 <= count <= self.build.max_batch:
@@ -805,8 +834,12 @@ class ProtocolModel:
         kw[:, :f] = known
         return words, [bool(x) for x in kw.reshape(k, w, 4).all(axis=2).reshape(-1)]
 
-    def check_read(self, opcode, layer, words):
+    def check_read(self, opcode, layer, words, at=None):
         """Compare a ``READ_*`` response with the model; adopt what the docs leave open.
+
+        ``at`` (:attr:`Expected.state`) checks it against the memories as they were when
+        the core took the packet; what it adopts then goes to the current memories only
+        where nothing has changed them since.
 
         Returns
         -------
@@ -814,6 +847,14 @@ class ProtocolModel:
             The mismatches (empty when the response is one the docs allow) and the
             number of weights or rows adopted from the response.
         """
+        if at is not None:
+            now = self._snapshot()
+            self._restore(at)
+            result = self.check_read(opcode, layer, words)
+            learnt = self._snapshot()
+            self._restore(now)
+            self._adopt_unchanged(at, learnt)
+            return result
         opcode = Opcode(opcode)
         want, known = self.expected_read(opcode, layer)
         cfg = self.config()
@@ -864,6 +905,34 @@ class ProtocolModel:
                 self.h[addr, :hi - lo] = g
                 self.h_known[addr, :hi - lo] = True
         return problems, adopted
+
+    def _adopt_unchanged(self, before, after):
+        """Copy what a check adopted (``before`` -> ``after``) into the current state, for
+        each word of ``H`` and each row of ``P``/``T`` that is still as it was ``before``."""
+        for addr in range(len(self.h)):
+            same = (np.array_equal(self.h[addr], before["h"][addr])
+                    and np.array_equal(self.h_known[addr], before["h_known"][addr])
+                    and _same_cands(self.h_cands.get(addr), before["h_cands"].get(addr)))
+            if same:
+                self.h[addr] = after["h"][addr]
+                self.h_known[addr] = after["h_known"][addr]
+                if addr in after["h_cands"]:
+                    self.h_cands[addr] = after["h_cands"][addr]
+                else:
+                    self.h_cands.pop(addr, None)
+        for kind, arrays in (("P", ("p", "p_known")), ("T", ("theta", "flip", "t_known"))):
+            for l in range(self.p.shape[0]):
+                for i in range(self.p.shape[1]):
+                    key = (kind, l, i)
+                    same = all(getattr(self, a)[l, i] == before[a][l, i] for a in arrays) \
+                        and _same_cands(self.row_cands.get(key), before["row_cands"].get(key))
+                    if same:
+                        for a in arrays:
+                            getattr(self, a)[l, i] = after[a][l, i]
+                        if key in after["row_cands"]:
+                            self.row_cands[key] = after["row_cands"][key]
+                        else:
+                            self.row_cands.pop(key, None)
 
     def _check_rows(self, opcode, layer, words, want, known):
         problems, adopted = [], 0

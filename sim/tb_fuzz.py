@@ -600,7 +600,8 @@ class Fuzzer:
                     exp = model.responses.pop(0)
                     model.response_done()
                     if exp.opcode in READ_OPS:
-                        bad, adopted = model.check_read(exp.opcode, exp.layer, words)
+                        bad, adopted = model.check_read(exp.opcode, exp.layer, words,
+                                                        at=exp.state)
                         problems += bad
                         self._adopted += adopted
                         self._compared += len(words)

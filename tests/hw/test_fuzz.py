@@ -198,6 +198,27 @@ def test_model_soft_reset_mid_train(rng):
     assert c.check_read(Opcode.READ_H, 0, wrong)[0]
 
 
+def test_model_read_checked_as_read(rng):
+    """A READ_H response is checked against the memory the core read: a TRAIN taken
+    behind it (its last word in the cycle the response's last word leaves the output
+    slice) changes H before the response is checked, and the response still passes; the
+    current state keeps the TRAIN's weights. Checked against the current state instead,
+    the same response fails."""
+    golden = random_model(rng, SMALL, widths=(8, 8))
+    m, _ = _configured(SMALL, golden)
+    _send(m, [header_word(Opcode.READ_H, 0, 0)])
+    before = m.expected_read(Opcode.READ_H, 0)[0]
+    a0, y = random_batch(rng, golden, (3, 3))
+    _send(m, protocol.train_packet(a0, y, classes=SMALL.classes))
+    after = m.expected_read(Opcode.READ_H, 0)[0]
+    assert after != before
+    read = m.responses.pop(0)
+    assert read.opcode == Opcode.READ_H
+    assert m.copy().check_read(Opcode.READ_H, 0, before)[0]           # the current state
+    assert m.check_read(Opcode.READ_H, 0, before, at=read.state) == ([], 0)
+    assert m.expected_read(Opcode.READ_H, 0)[0] == after
+
+
 def test_model_padding_kept_by_train(rng):
     """A TRAIN leaves H (and W = sign(H)) in the lanes past each neuron's fan-in as they
     were: after INPUTS shrinks by one, a TRAIN, and INPUTS grows back, the model expects
