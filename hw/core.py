@@ -262,7 +262,6 @@ class TrainerCore(wiring.Component):
         P = self._lanes
         D = self._draw_lanes
         LOGP = exact_log2(P)
-        LOGD = exact_log2(D)
         CH = P // D                   # draw requests per H word in the sweep
         ML, MW, MB, MG = self._max_layers, self._max_width, self._max_batch, self._max_groups
         HB = self._h_bits
@@ -602,11 +601,10 @@ class TrainerCore(wiring.Component):
         cp_last_word = cp_w == U_words_m1
         # Read-after-write: a word is written back `h_read_latency + eng.latency +
         # write_latency` = 6 cycles after it is issued (H read, engine, write-port
-        # register, `WeightStore`), and the
-        # read ports are not transparent, so a pick waits while a word of its neuron was
-        # issued in this cycle or the five before. Comparing neurons, not addresses, can
-        # hold a pick for up to six cycles more than needed, only when a neuron follows
-        # itself, which is rare.
+        # register, `WeightStore`), and the read ports are not transparent, so a pick
+        # waits while a word of its neuron was issued in this cycle or the five before.
+        # Comparing neurons, not addresses, can hold a pick for up to six cycles more than
+        # needed, only when a neuron follows itself, which is rare.
         n_pi = weights.h_read_latency + eng.latency
         pi_v = [Signal(name=f"pi{d}_v") for d in range(n_pi)]
         pi_k = [Signal(range(MW), name=f"pi{d}_k") for d in range(n_pi)]
@@ -916,7 +914,8 @@ class TrainerCore(wiring.Component):
 
         def start_fwd(layer):
             m.d.sync += [
-                g_active.eq(1), g_mu.eq(0), g_k.eq(0), g_w.eq(0), g_waddr.eq(Array(cfg.bases)[layer]),
+                g_active.eq(1), g_mu.eq(0), g_k.eq(0), g_w.eq(0),
+                g_waddr.eq(Array(cfg.bases)[layer]),
                 g_abase.eq((layer >> 1) * region), g_aaddr.eq((layer >> 1) * region),
                 c_k.eq(0), c_mu.eq(0), cls_mu.eq(0),
                 drain_mu.eq(0), pick_n.eq(0), abuf.eq(0),

@@ -9,6 +9,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from xnorlearn.contract import Build
+from xnorlearn.hw.accelerator import core_parameters
 from xnorlearn.hw.core import TrainerCore
 from xnorlearn.hw.layer_config import LayerConfig
 from xnorlearn.sim.protocol_model import config_of, fit_problem
@@ -24,9 +25,7 @@ BUILDS = [
 
 
 def core_of(build):
-    return TrainerCore(**{name: getattr(build, name) for name in (
-        "lanes", "max_layers", "max_width", "max_fan_in", "classes", "max_batch",
-        "max_groups", "weight_words", "h_bits", "draw_lanes")})
+    return TrainerCore(**core_parameters(build))
 
 
 def make(build):
