@@ -62,7 +62,7 @@ CYCLES_PER_MINIBATCH = 218_215
 MINIBATCH = 100
 
 BUILD_ARGS = ("lanes", "max_layers", "max_width", "max_fan_in", "classes", "max_batch",
-              "max_groups", "weight_words", "h_bits", "draw_lanes")
+              "max_groups", "weight_words", "h_bits", "draw_lanes", "fwd_patterns")
 
 
 def core_params(build):

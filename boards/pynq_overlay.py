@@ -751,7 +751,7 @@ def run_vivado(project, *, vivado="vivado", timeout=None):
 # Build fields offered as options; z_bits is absent because the core selects on exact
 # pre-activations (None only).
 _BUILD_OPTIONS = ("lanes", "max_layers", "max_width", "max_fan_in", "classes", "max_batch",
-                  "max_groups", "weight_words", "h_bits", "draw_lanes")
+                  "max_groups", "weight_words", "h_bits", "draw_lanes", "fwd_patterns")
 
 
 def _address(text):

@@ -42,7 +42,7 @@ __all__ = ["BoardSpec", "BOARDS", "BoardBuildError", "make_top", "pll_parameters
 #: The build of both serial boards: the ``ulx3s-85f`` preset.
 DEFAULT_BUILD = ULX3S_85F
 _BUILD_ARGS = ("lanes", "max_layers", "max_width", "max_fan_in", "classes", "max_batch",
-               "max_groups", "weight_words", "draw_lanes")
+               "max_groups", "weight_words", "draw_lanes", "fwd_patterns")
 
 
 class BoardBuildError(RuntimeError):

@@ -60,7 +60,8 @@ def core_parameters(build):
     return dict(lanes=build.lanes, max_layers=build.max_layers, max_width=build.max_width,
                 max_fan_in=build.max_fan_in, classes=build.classes, max_batch=build.max_batch,
                 max_groups=build.max_groups, weight_words=build.weight_words,
-                h_bits=build.h_bits, draw_lanes=build.draw_lanes)
+                h_bits=build.h_bits, draw_lanes=build.draw_lanes,
+                fwd_patterns=build.fwd_patterns)
 
 
 class AxiStreamSignature(wiring.Signature):

@@ -121,6 +121,12 @@ class TrainerCore(wiring.Component):
         Reinforcement draws per cycle, an even divisor of ``lanes`` (default 16): the
         sweep has ``draw_lanes // 2 + 1`` hashers (two 32x32 constant products each) and
         takes ``lanes / draw_lanes`` cycles per full word.
+    fwd_patterns : int
+        Patterns of a minibatch that the forward pass runs in lockstep, 1..64 (default
+        1): each ``W`` word read is broadcast to ``fwd_patterns`` XNOR-popcount units of
+        ``lanes`` lanes, each with its own threshold comparator, local classifier and
+        group selector. ``A``, the labels and the predictions are stored
+        ``fwd_patterns`` patterns to a word.
 
     Members
     -------
@@ -159,7 +165,7 @@ class TrainerCore(wiring.Component):
 
     Attributes
     ----------
-    lanes, max_layers, max_width, max_fan_in, classes, max_batch, max_groups, weight_words, h_bits, draw_lanes : int
+    lanes, max_layers, max_width, max_fan_in, classes, max_batch, max_groups, weight_words, h_bits, draw_lanes, fwd_patterns : int
         The parameters.
     width_bits, margin_bits, activation_words : int
         Width of a layer size, of a robustness value, and words of ``A`` per pattern and layer.
@@ -177,7 +183,7 @@ class TrainerCore(wiring.Component):
     """
 
     def __init__(self, *, lanes, max_layers, max_width, max_fan_in, classes, max_batch,
-                 max_groups, weight_words, h_bits=8, draw_lanes=16):
+                 max_groups, weight_words, h_bits=8, draw_lanes=16, fwd_patterns=1):
         _check_int("lanes", lanes, 32, 1024)
         if lanes & (lanes - 1):
             raise ValueError(f"lanes must be a power of two, not {lanes}")
@@ -193,6 +199,7 @@ class TrainerCore(wiring.Component):
         if lanes % draw_lanes or draw_lanes % 2:
             raise ValueError(f"draw_lanes must be an even divisor of lanes ({lanes}), "
                              f"not {draw_lanes}")
+        _check_int("fwd_patterns", fwd_patterns, 1, 64)
         self._lanes = lanes
         self._max_layers = max_layers
         self._max_width = max_width
@@ -203,6 +210,7 @@ class TrainerCore(wiring.Component):
         self._weight_words = weight_words
         self._h_bits = h_bits
         self._draw_lanes = draw_lanes
+        self._fwd_patterns = fwd_patterns
 
         self._width_bits = bits_for(max(max_width, max_fan_in))
         self._margin_bits = (2 * max_width).bit_length()
@@ -246,6 +254,7 @@ class TrainerCore(wiring.Component):
     weight_words = property(lambda self: self._weight_words)
     h_bits = property(lambda self: self._h_bits)
     draw_lanes = property(lambda self: self._draw_lanes)
+    fwd_patterns = property(lambda self: self._fwd_patterns)
     width_bits = property(lambda self: self._width_bits)
     margin_bits = property(lambda self: self._margin_bits)
     activation_words = property(lambda self: self._activation_words)
@@ -273,7 +282,9 @@ class TrainerCore(wiring.Component):
         LOGS = exact_log2(S)
         Q = P // 4                    # host words per H word
         LOGQ = exact_log2(Q)
-        region = MB * AW              # A words per layer region
+        G = self._fwd_patterns
+        MBG = -(-MB // G)             # rows of A (per layer), labels and predictions
+        region = MBG * AW             # A words per layer region
         pick_region = MB * MG
 
         # -- configuration, derived once per cycle (static while busy) -------------------------
@@ -317,17 +328,26 @@ class TrainerCore(wiring.Component):
         m.submodules.p_mem = p_mem = Memory(shape=unsigned(C), depth=ML * MW, init=[])
         m.submodules.t_mem = t_mem = Memory(shape=unsigned(17), depth=ML * MW, init=[])
         m.submodules.y_mem = y_mem = Memory(shape=unsigned(label_bits), depth=MB, init=[])
-        m.submodules.pred_mem = pred_mem = Memory(shape=unsigned(label_bits), depth=MB, init=[])
-        pick_layout = data.StructLayout({"mu": range(MB), "k": range(MW)})
+        # The forward pass reads the labels of its G patterns at once (`yg_mem`); the CP
+        # updates read one pattern's (`y_mem`).
+        if G > 1:
+            m.submodules.yg_mem = yg_mem = Memory(shape=unsigned(G * label_bits), depth=MBG,
+                                                  init=[])
+        m.submodules.pred_mem = pred_mem = Memory(shape=unsigned(G * label_bits), depth=MBG,
+                                                  init=[])
+        pick_fields = {"mu": range(MB), "k": range(MW)}
+        if G > 1:
+            pick_fields.update(grp=range(MBG), slot=range(G))
+        pick_layout = data.StructLayout(pick_fields)
         m.submodules.pick_mem = pick_mem = Memory(shape=pick_layout, depth=ML * pick_region,
                                                   init=[])
         # A is split by the parity of its layer region: the forward pass of layer l+1 reads
         # region l+1 while the CP updates of layer l read region l, each from its own bank.
         a_wr, a_rd = [], []
         for b in range(min(ML, 2)):
-            mem = Memory(shape=unsigned(P), depth=(ML - b + 1) // 2 * region, init=[])
+            mem = Memory(shape=unsigned(G * P), depth=(ML - b + 1) // 2 * region, init=[])
             m.submodules[f"a_mem{b}"] = mem
-            a_wr.append(mem.write_port())
+            a_wr.append(mem.write_port(granularity=P) if G > 1 else mem.write_port())
             a_rd.append(mem.read_port())
         # Read ports are not transparent (no bypass multiplexer after the block RAMs): the
         # interlocks below keep every read of a word after its write-back.
@@ -337,7 +357,11 @@ class TrainerCore(wiring.Component):
         t_wr = t_mem.write_port()
         t_rd = t_mem.read_port()
         y_wr = y_mem.write_port()
-        y_rd = y_mem.read_port()
+        if G > 1:
+            yg_wr = yg_mem.write_port(granularity=label_bits)
+            y_rd = yg_mem.read_port()
+        else:
+            y_rd = y_mem.read_port()
         y_rd_cp = y_mem.read_port()
         pred_wr = pred_mem.write_port()
         pred_rd = pred_mem.read_port()
@@ -350,25 +374,36 @@ class TrainerCore(wiring.Component):
         # to run on a configuration that the host may change while the core is in error.
         flush = Signal()
         fw_flushed = ResetInserter({"sync": flush})
-        pc = XnorPopcount(lanes=P, max_fan_in=max(self._max_fan_in, MW))
+        # One popcount, classifier and selector per pattern lane `j`, in lockstep: they see
+        # the same handshakes, so lane 0's stand for all.
+        def lane_name(name, j):
+            return name if j == 0 else f"{name}{j}"
+        pcs = [XnorPopcount(lanes=P, max_fan_in=max(self._max_fan_in, MW)) for _ in range(G)]
+        pc = pcs[0]
         zw = pc.z_width
-        thr = ThresholdUnit(max_neurons=ML * MW, z_width=zw, theta_width=16, pipelined=True)
-        cls = LocalClassifier(classes=C, max_width=MW)
-        sel = GroupSelector(z_bits=zw, max_width=MW)
-        m.submodules.popcount = fw_flushed(pc)
+        thr = ThresholdUnit(max_neurons=ML * MW, z_width=zw, theta_width=16, pipelined=True,
+                            patterns=G)
+        clss = [LocalClassifier(classes=C, max_width=MW) for _ in range(G)]
+        sels = [GroupSelector(z_bits=zw, max_width=MW) for _ in range(G)]
+        cls, sel = clss[0], sels[0]
         m.submodules.threshold = fw_flushed(thr)
-        m.submodules.classifier = fw_flushed(cls)
-        m.submodules.selector = fw_flushed(sel)
+        for j in range(G):
+            m.submodules[lane_name("popcount", j)] = fw_flushed(pcs[j])
+            m.submodules[lane_name("classifier", j)] = fw_flushed(clss[j])
+            m.submodules[lane_name("selector", j)] = fw_flushed(sels[j])
         tag = data.StructLayout({"addr": waddr_bits})
         m.submodules.engine = eng = UpdateEngine(lanes=P, h_bits=HB, tag_shape=tag)
         rf_tag = data.StructLayout({"addr": waddr_bits, "count": range(P + 1),
                                     "chunk": range(max(CH, 2)), "last": 1})
         m.submodules.draws = draws = ReinforceDraws(lanes=D, tag_shape=rf_tag, mul_stages=3)
         m.submodules.mix = mix = Mix32(lanes=1, soft_multipliers=True)
-        pick_fifo = SyncFIFO(width=len(sel.o.payload.as_value()), depth=MG + 16)
-        dec_fifo = SyncFIFO(width=1, depth=32)
-        lab_fifo = SyncFIFO(width=label_bits, depth=32)
-        m.submodules.pick_fifo = fw_flushed(pick_fifo)
+        pick_fifos = [SyncFIFO(width=len(sel.o.payload.as_value()), depth=MG + 16)
+                      for _ in range(G)]
+        pick_fifo = pick_fifos[0]
+        dec_fifo = SyncFIFO(width=G, depth=32)
+        lab_fifo = SyncFIFO(width=G * label_bits, depth=32)
+        for j in range(G):
+            m.submodules[lane_name("pick_fifo", j)] = fw_flushed(pick_fifos[j])
         m.submodules.dec_fifo = fw_flushed(dec_fifo)
         m.submodules.lab_fifo = fw_flushed(lab_fifo)
 
@@ -405,23 +440,29 @@ class TrainerCore(wiring.Component):
                 m.d.sync += counters[name].eq(counters[name] + 1)
 
         # -- forward pass: word generator -> popcount -------------------------------------------
-        # Layer 0 starts with the TRAIN packet's header and follows the load pattern by
-        # pattern: pattern `g_mu` streams once it is in A (`g_mu < ld_mu`).
+        # Layer 0 starts with the TRAIN packet's header and follows the load group by
+        # group: the G patterns from `g_mu` stream once they are in A.
         ld_mu = Signal(range(MB + 1))  # patterns loaded
         g_active = Signal()
-        g_mu = Signal(range(MB + 1))
+        g_mu = Signal(range(MB + 1))   # first pattern of the group
         g_k = Signal(range(MW + 1))
         g_w = Signal(range(AW + 1))
         g_waddr = Signal(waddr_bits)
         g_abase = Signal(range(ML * region + 1))
         g_aaddr = Signal(range(ML * region + 1))   # g_abase + g_w, by counting
-        g_go = g_active & (g_mu < ld_mu)
+        if G > 1:
+            g_need = Signal(range(MB + 1))   # min(g_mu + G, bs): end of the group
+            g_go = g_active & (g_need <= ld_mu)
+            g_last_grp = g_need == bs
+        else:
+            g_go = g_active & (g_mu < ld_mu)
+            g_last_grp = g_mu == bs_m1
         # Two stages after the generator, which move or hold together: `r` (the A word out
         # of its block RAM, W in its rows' registers), `q` (A registered, W ORed).
         r_valid, q_valid = Signal(), Signal()
         r_count, q_count = Signal(range(P + 1)), Signal(range(P + 1))
         r_last, q_last = Signal(), Signal()
-        q_a = Signal(P, reset_less=True)
+        q_a = Signal(G * P, reset_less=True)
         assert weights.w_read_latency == 2
         fw_adv = ~q_valid | pc.i.ready
         fw_bank = cur_l[0] if ML > 1 else 0
@@ -441,8 +482,13 @@ class TrainerCore(wiring.Component):
                     m.d.sync += g_w.eq(0)
                     with m.If(g_k == L_kout_m1):
                         m.d.sync += [g_k.eq(0), g_waddr.eq(L_base), g_abase.eq(g_abase + AW),
-                                     g_aaddr.eq(g_abase + AW), g_mu.eq(g_mu + 1)]
-                        with m.If(g_mu == bs_m1):
+                                     g_aaddr.eq(g_abase + AW)]
+                        if G > 1:
+                            m.d.sync += [g_mu.eq(g_need),
+                                         g_need.eq(Mux(g_need + G >= bs, bs, g_need + G))]
+                        else:
+                            m.d.sync += g_mu.eq(g_mu + 1)
+                        with m.If(g_last_grp):
                             m.d.sync += g_active.eq(0)
                     with m.Else():
                         m.d.sync += [g_k.eq(g_k + 1), g_waddr.eq(g_waddr + 1),
@@ -453,37 +499,54 @@ class TrainerCore(wiring.Component):
         m.d.comb += [
             weights.w_rd_addr.eq(g_waddr),
             weights.w_rd_en.eq(fw_adv),
-            pc.i.valid.eq(q_valid),
-            pc.i.payload.a.eq(q_a),
-            pc.i.payload.w.eq(weights.w_rd_data),
-            pc.i.payload.count.eq(q_count),
-            pc.i.payload.last.eq(q_last),
         ]
+        for j, pcj in enumerate(pcs):
+            m.d.comb += [
+                pcj.i.valid.eq(q_valid),
+                pcj.i.payload.a.eq(q_a.word_select(j, P)),
+                pcj.i.payload.w.eq(weights.w_rd_data),
+                pcj.i.payload.count.eq(q_count),
+                pcj.i.payload.last.eq(q_last),
+            ]
 
         # -- forward pass: z -> threshold, classifier, selector ---------------------------------
         # Everything after the popcount is always ready (its outputs go to FIFOs and memories
         # that are checked for room here), so the stages below never stall.
-        gate = ((pick_fifo.level < MG + 8) & (dec_fifo.level < 8) & (lab_fifo.level < 8))
+        gate = (Cat(pf.level < MG + 8 for pf in pick_fifos).all()
+                & (dec_fifo.level < 8) & (lab_fifo.level < 8))
         take = pc.o.valid & gate
         c_k = Signal(range(MW + 1))
-        c_mu = Signal(range(MB + 1))
+        c_mu = Signal(range(MB + 1))  # group (row of A, labels, predictions)
         c_last = c_k == L_kout_m1
+        # Lanes of the group that hold a pattern (the last group of a minibatch may be
+        # partial): the others' classifiers and selectors get no input.
+        if G > 1:
+            c_left = Signal(range(MB + 1))   # patterns from the group's first
+            c_mask = Cat(c_left > j for j in range(G))
+        else:
+            c_mask = 1
         s1_valid = Signal()
-        s1_z = Signal(signed(zw), reset_less=True)
+        z_all = Cat(pcj.o.payload.z for pcj in pcs)
+        s1_z = Signal(G * zw, reset_less=True)
         s1_k = Signal(range(MW + 1))
         s1_mu = Signal(range(MB + 1))
         s1_last = Signal()
+        s1_mask = Signal(G)
+        for pcj in pcs:
+            m.d.comb += pcj.o.ready.eq(gate)
         m.d.comb += [
-            pc.o.ready.eq(gate),
             thr.i.valid.eq(take),
             thr.i.payload.index.eq(L_row + c_k),
-            thr.i.payload.z.eq(pc.o.payload.z),
+            thr.i.payload.z.eq(z_all),
             thr.o.ready.eq(1),
         ]
-        m.d.sync += [s1_valid.eq(take), s1_z.eq(pc.o.payload.z), s1_k.eq(c_k), s1_mu.eq(c_mu),
-                     s1_last.eq(c_last)]
+        m.d.sync += [s1_valid.eq(take), s1_z.eq(z_all), s1_k.eq(c_k), s1_mu.eq(c_mu),
+                     s1_last.eq(c_last), s1_mask.eq(c_mask)]
         with m.If(take):
             m.d.sync += [c_k.eq(Mux(c_last, 0, c_k + 1)), c_mu.eq(c_mu + c_last)]
+            if G > 1:
+                with m.If(c_last):
+                    m.d.sync += c_left.eq(c_left - G)
 
         # Two more register stages, level with the pipelined threshold unit: block RAM
         # outputs (P row, label) are registered as they leave the block RAM, then again, so
@@ -496,36 +559,41 @@ class TrainerCore(wiring.Component):
             return regs
 
         t = stage("t", {"valid": s1_valid, "z": s1_z, "k": s1_k, "mu": s1_mu, "last": s1_last,
-                        "row": p_rd.data, "y": y_rd.data})
+                        "mask": s1_mask, "row": p_rd.data, "y": y_rd.data})
         s2 = stage("s2", t)
-        s2_valid, s2_z, s2_k, s2_mu, s2_last, s2_row, s2_y = (
-            s2[name] for name in ("valid", "z", "k", "mu", "last", "row", "y"))
+        s2_valid, s2_z, s2_k, s2_mu, s2_last, s2_mask, s2_row, s2_y = (
+            s2[name] for name in ("valid", "z", "k", "mu", "last", "mask", "row", "y"))
         s2_a = thr.o.payload.a
         assert thr.latency == 3
+        for j in range(G):
+            lane_v = s2_valid & s2_mask[j] if G > 1 else s2_valid
+            y_j = s2_y.word_select(j, label_bits)
+            m.d.comb += [
+                clss[j].i.valid.eq(lane_v),
+                clss[j].i.payload.act.eq(s2_a[j]),
+                clss[j].i.payload.row.eq(s2_row),
+                clss[j].i.payload.label.eq(y_j),
+                clss[j].i.payload.last.eq(s2_last),
+                clss[j].robustness.eq(L_robust),
+                clss[j].o.ready.eq(1),
+                sels[j].i.valid.eq(lane_v),
+                sels[j].i.payload.z.eq(s2_z.word_select(j, zw)),
+                sels[j].i.payload.rho.eq(s2_row.bit_select(y_j, 1)),
+                sels[j].i.payload.last.eq(s2_last),
+                sels[j].gamma.eq(L_gamma),
+                sels[j].o.ready.eq(1),
+                pick_fifos[j].w_en.eq(sels[j].o.valid),
+                pick_fifos[j].w_data.eq(sels[j].o.payload.as_value()),
+            ]
         m.d.comb += [
-            cls.i.valid.eq(s2_valid),
-            cls.i.payload.act.eq(s2_a),
-            cls.i.payload.row.eq(s2_row),
-            cls.i.payload.label.eq(s2_y),
-            cls.i.payload.last.eq(s2_last),
-            cls.robustness.eq(L_robust),
-            cls.o.ready.eq(1),
-            sel.i.valid.eq(s2_valid),
-            sel.i.payload.z.eq(s2_z),
-            sel.i.payload.rho.eq(s2_row.bit_select(s2_y, 1)),
-            sel.i.payload.last.eq(s2_last),
-            sel.gamma.eq(L_gamma),
-            sel.o.ready.eq(1),
             lab_fifo.w_en.eq(s2_valid & s2_last),
             lab_fifo.w_data.eq(s2_y),
-            pick_fifo.w_en.eq(sel.o.valid),
-            pick_fifo.w_data.eq(sel.o.payload.as_value()),
         ]
 
         # Activations of this layer, packed into A words for the next layer (region cur_l+1).
-        abuf = Signal(P, reset_less=True)
-        amerged = Signal(P)
-        m.d.comb += amerged.eq(abuf | (s2_a << s2_k[:LOGP])[:P])
+        abuf = Signal(G * P, reset_less=True)
+        amerged = Signal(G * P)
+        m.d.comb += amerged.eq(abuf | Cat(*((s2_a[j] << s2_k[:LOGP])[:P] for j in range(G))))
         a_word_end = (s2_k[:LOGP] == P - 1) | s2_last
         fw_a_we = s2_valid & a_word_end & (cur_l + 1 < self.layers)
         fw_a_addr = ((cur_l + 1) >> 1) * region + s2_mu * AW + (s2_k >> LOGP)
@@ -534,31 +602,53 @@ class TrainerCore(wiring.Component):
             m.d.sync += abuf.eq(Mux(a_word_end, 0, amerged))
 
         # Classifier decisions: last-layer errors, predictions, update flags.
-        cls_mu = Signal(range(MB + 1))
-        cls_err = cls.o.payload.pred != lab_fifo.r_data
+        cls_mu = Signal(range(MB + 1))   # group
+        cls_err = [c.o.valid & (c.o.payload.pred != lab_fifo.r_data.word_select(j, label_bits))
+                   for j, c in enumerate(clss)]
         m.d.comb += [
             lab_fifo.r_en.eq(cls.o.valid),
             dec_fifo.w_en.eq(cls.o.valid),
-            dec_fifo.w_data.eq(cls.o.payload.update),
+            dec_fifo.w_data.eq(Cat(c.o.valid & c.o.payload.update for c in clss)),
             pred_wr.addr.eq(cls_mu),
-            pred_wr.data.eq(cls.o.payload.pred),
+            pred_wr.data.eq(Cat(c.o.payload.pred for c in clss)),
             pred_wr.en.eq(cls.o.valid & is_last_layer),
         ]
         with m.If(cls.o.valid):
             m.d.sync += cls_mu.eq(cls_mu + 1)
-            with m.If(is_last_layer & cls_err):
-                m.d.sync += batch_errors.eq(batch_errors + 1)
+            if G > 1:
+                with m.If(is_last_layer):
+                    m.d.sync += batch_errors.eq(batch_errors + sum(cls_err))
+            else:
+                with m.If(is_last_layer & cls_err[0]):
+                    m.d.sync += batch_errors.eq(batch_errors + 1)
 
         # Picks of patterns that need an update go to the layer's pick list.
+        # The lanes of a group are drained in order (`drain_j`), so the list stays in
+        # pattern order.
         drain_mu = Signal(range(MB + 1))
         pick_n = Signal(range(pick_region + 1))
         head = Signal(sel.o.payload.shape())
-        m.d.comb += head.eq(pick_fifo.r_data)
-        drain = pick_fifo.r_rdy & dec_fifo.r_rdy
-        keep = drain & head.valid & dec_fifo.r_data
+        if G > 1:
+            drain_j = Signal(range(G))
+            drain_grp = Signal(range(MBG + 1))
+            m.d.comb += head.eq(Array(pf.r_data for pf in pick_fifos)[drain_j])
+            drain = Array(pf.r_rdy for pf in pick_fifos)[drain_j] & dec_fifo.r_rdy
+            keep = drain & head.valid & dec_fifo.r_data.bit_select(drain_j, 1)
+            lane_end = (drain_j == G - 1) | (drain_mu + 1 == bs)
+            for j, pf in enumerate(pick_fifos):
+                m.d.comb += pf.r_en.eq(drain & (drain_j == j))
+            m.d.comb += [dec_fifo.r_en.eq(drain & head.last & lane_end),
+                         pick_wr.data.grp.eq(drain_grp), pick_wr.data.slot.eq(drain_j)]
+            with m.If(drain & head.last):
+                m.d.sync += drain_j.eq(Mux(lane_end, 0, drain_j + 1))
+                with m.If(lane_end):
+                    m.d.sync += drain_grp.eq(drain_grp + 1)
+        else:
+            m.d.comb += head.eq(pick_fifo.r_data)
+            drain = pick_fifo.r_rdy & dec_fifo.r_rdy
+            keep = drain & head.valid & dec_fifo.r_data
+            m.d.comb += [pick_fifo.r_en.eq(drain), dec_fifo.r_en.eq(drain & head.last)]
         m.d.comb += [
-            pick_fifo.r_en.eq(drain),
-            dec_fifo.r_en.eq(drain & head.last),
             pick_wr.addr.eq(cur_l * pick_region + pick_n),
             pick_wr.data.mu.eq(drain_mu),
             pick_wr.data.k.eq(head.index),
@@ -630,6 +720,14 @@ class TrainerCore(wiring.Component):
         # `k * n_l` in the f1 and f2 stages, by a two-level adder tree.
         f2_prod, _ = adder_tree(m, shifted_terms(pk.k, U_words_m, waddr_bits), waddr_bits,
                                 "f2_prod", en=pf_en, arity=4, latency=2)
+        if G > 1:
+            # The pick's pattern within its row of A: `grp` and `slot` ride along with `mu`.
+            f1_grp, f2_grp = Signal(range(MBG)), Signal(range(MBG))
+            f1_slot, f2_slot, nx_slot = (Signal(range(G), name=n)
+                                         for n in ("f1_slot", "f2_slot", "nx_slot"))
+            with m.If(pf_en):
+                m.d.sync += [f1_grp.eq(pk.grp), f1_slot.eq(pk.slot), f2_grp.eq(f1_grp),
+                             f2_slot.eq(f1_slot), nx_slot.eq(f2_slot)]
         with m.If(pf_en):
             m.d.sync += [f0_v.eq(fetch), pf_i.eq(pf_i + fetch),
                          fb_v.eq(f0_v), pk.eq(pick_rd.data),
@@ -638,25 +736,29 @@ class TrainerCore(wiring.Component):
                          f2_row.eq(p_rd_cp.data), f2_y.eq(y_rd_cp.data),
                          nx_v.eq(f2_v), nx_k.eq(f2_k),
                          nx_hbase.eq(U_base + f2_prod),
-                         nx_abase.eq((u_l >> 1) * region + f2_mu * AW),
+                         nx_abase.eq((u_l >> 1) * region + (f2_grp if G > 1 else f2_mu) * AW),
                          nx_rho.eq(f2_row.bit_select(f2_y, 1))]
 
         cp_valid = Signal()
         cp_addr = Signal(waddr_bits, reset_less=True)
         cp_count = Signal(range(P + 1), reset_less=True)
         cp_qrho = Signal()
+        cp_slot = Signal(range(G))
+        cp_qslot = Signal(range(G))
         # Addresses of the word being issued, kept as `base + cp_w` by counting.
         cp_haddr = Signal(waddr_bits)
         cp_a_addr = Signal(range(ML * region + 1))
         m.d.sync += cp_valid.eq(0)
         with m.If(cp_act):
             m.d.sync += [cp_valid.eq(1), cp_addr.eq(cp_haddr), cp_qrho.eq(cp_rho),
+                         cp_qslot.eq(cp_slot),
                          cp_count.eq(Mux(cp_last_word, U_last, P)), cp_w.eq(cp_w + 1),
                          cp_haddr.eq(cp_haddr + 1), cp_a_addr.eq(cp_a_addr + 1)]
             with m.If(cp_last_word):
                 m.d.sync += cp_act.eq(0)
         with m.If(cp_take):
             m.d.sync += [cp_act.eq(1), cp_w.eq(0), cp_k.eq(nx_k), cp_rho.eq(nx_rho),
+                         cp_slot.eq(nx_slot if G > 1 else 0),
                          cp_haddr.eq(nx_hbase), cp_a_addr.eq(nx_abase)]
         cp_all_issued = (pf_i == U_picks) & ~f0_v & ~fb_v & ~f1_v & ~f2_v & ~nx_v & ~cp_act
         # The sweep's draw requests start two cycles after the last CP word was issued;
@@ -744,9 +846,10 @@ class TrainerCore(wiring.Component):
         # Words from their H read to their write-back: counted from `cp_valid | rf_valid`
         # (registers), which keeps the issue decisions off this adder.
         m.d.sync += inflight.eq(inflight + (cp_valid | rf_valid) - eng.o.valid)
+        cp_a_data = Mux(u_l[0], a_rd[-1].data, a_rd[0].data) if ML > 1 else a_rd[0].data
         m.d.comb += [
             e0.op.eq(Mux(cp_valid, UpdateOp.CP, UpdateOp.REINFORCE)),
-            e0.a.eq(Mux(u_l[0], a_rd[-1].data, a_rd[0].data) if ML > 1 else a_rd[0].data),
+            e0.a.eq(cp_a_data.word_select(cp_qslot, P) if G > 1 else cp_a_data),
             e0.rho.eq(cp_qrho),
             e0.mask.eq(_lane_mask(Mux(cp_valid, cp_count, rf_count), P)),
             e0.draw.as_value().eq(rf_draw),
@@ -828,6 +931,10 @@ class TrainerCore(wiring.Component):
         wbuf = Signal(P, reset_less=True)
         rpt_buf = Signal(32, reset_less=True)
         resp_i = Signal(range(MB + 1))
+        # The pattern being loaded / answered within its row of A, labels and predictions.
+        ld_slot, resp_slot = Signal(range(G)), Signal(range(G))
+        ld_grp, resp_grp = Signal(range(MBG + 1)), Signal(range(MBG + 1))
+        ld_onehot = Cat(ld_slot == j for j in range(G))
 
         s_in = self.s_axis.payload
         out = self.m_axis.payload
@@ -841,7 +948,7 @@ class TrainerCore(wiring.Component):
                 a_rd[b].en.eq(cp_here | fw_adv),
                 a_wr[b].addr.eq(fw_a_addr),
                 a_wr[b].data.eq(amerged),
-                a_wr[b].en.eq(fw_a_we & (fw_wbank == b)),
+                a_wr[b].en.eq((fw_a_we & (fw_wbank == b)).replicate(G)),
             ]
         m.d.comb += [
             p_rd.addr.eq(L_row + c_k),
@@ -849,7 +956,7 @@ class TrainerCore(wiring.Component):
             # Selected by registers only (READ_H runs while the update machine is idle), so
             # the address reaches the block RAMs without the state decoder.
             weights.h_rd_addr.eq(Mux(cp_act, cp_haddr, Mux(u_run, dout.tag.addr, io_addr))),
-            pred_rd.addr.eq(resp_i),
+            pred_rd.addr.eq(resp_grp if G > 1 else resp_i),
             t_rd.addr.eq(L_row + io_k),
         ]
 
@@ -912,7 +1019,7 @@ class TrainerCore(wiring.Component):
             with m.Else():
                 m.next = "DISCARD"
 
-        def start_fwd(layer):
+        def start_fwd(layer, count):
             m.d.sync += [
                 g_active.eq(1), g_mu.eq(0), g_k.eq(0), g_w.eq(0),
                 g_waddr.eq(Array(cfg.bases)[layer]),
@@ -920,6 +1027,9 @@ class TrainerCore(wiring.Component):
                 c_k.eq(0), c_mu.eq(0), cls_mu.eq(0),
                 drain_mu.eq(0), pick_n.eq(0), abuf.eq(0),
             ]
+            if G > 1:
+                m.d.sync += [g_need.eq(Mux(count > G, G, count)), c_left.eq(count),
+                             drain_j.eq(0), drain_grp.eq(0)]
 
         # The header word is registered before it is decoded (state DECODE).
         hdr = Signal(32)
@@ -938,7 +1048,8 @@ class TrainerCore(wiring.Component):
                     # (an INFER leaves its own behind).
                     m.d.sync += [hdr.eq(s_in.data), hdr_last.eq(s_in.last),
                                  op.eq(s_in.data[OPCODE_SHIFT:]), io_k.eq(0), *io_v_set(zero=True),
-                                 ld_mu.eq(0),
+                                 ld_mu.eq(0), ld_slot.eq(0), ld_grp.eq(0), resp_slot.eq(0),
+                                 resp_grp.eq(0),
                                  batch_errors.eq(0), resp_i.eq(0), fw_done.eq(0)]
                     m.next = "DECODE"
 
@@ -960,7 +1071,7 @@ class TrainerCore(wiring.Component):
                             fail(ErrorCode.LENGTH, last)
                         with m.Else():
                             m.d.sync += [bs.eq(hdr_count), bs_m1.eq(hdr_count - 1), io_addr.eq(0)]
-                            start_fwd(0)
+                            start_fwd(0, hdr_count)
                             m.next = "LOAD_LABEL"
                     with m.Case(Opcode.WRITE_H, Opcode.WRITE_P, Opcode.WRITE_T,
                                 Opcode.READ_H, Opcode.READ_P, Opcode.READ_T):
@@ -1004,6 +1115,10 @@ class TrainerCore(wiring.Component):
                 m.d.comb += [phase.eq(load_phase), self.s_axis.ready.eq(1),
                              y_wr.addr.eq(ld_mu), y_wr.data.eq(s_in.data),
                              y_wr.en.eq(self.s_axis.valid)]
+                if G > 1:
+                    m.d.comb += [yg_wr.addr.eq(ld_grp),
+                                 yg_wr.data.eq(s_in.data[:label_bits].replicate(G)),
+                                 yg_wr.en.eq(self.s_axis.valid.replicate(G) & ld_onehot)]
                 with m.If(self.s_axis.valid):
                     m.d.sync += [*io_v_set(zero=True), io_buf.eq(0)]
                     with m.If(s_in.last):
@@ -1027,14 +1142,23 @@ class TrainerCore(wiring.Component):
                 # Region 0 is in bank 0; layer 0's forward pass writes bank 1 meanwhile.
                 m.d.comb += [phase.eq(load_phase), self.s_axis.ready.eq(1),
                              a_wr[0].addr.eq(io_addr + (io_v >> LOGS)),
-                             a_wr[0].data.eq(merged_in),
-                             a_wr[0].en.eq(self.s_axis.valid & a_end)]
+                             a_wr[0].data.eq(merged_in.replicate(G)),
+                             a_wr[0].en.eq((self.s_axis.valid & a_end).replicate(G)
+                                           & ld_onehot)]
                 with m.If(self.s_axis.valid):
                     m.d.sync += io_buf.eq(Mux(a_end, 0, merged_in))
                     with m.If(s_in.last != exp_last):
                         fail(ErrorCode.LENGTH, s_in.last)
                     with m.Elif(word_end):
-                        m.d.sync += [ld_mu.eq(ld_mu + 1), io_addr.eq(io_addr + AW)]
+                        m.d.sync += ld_mu.eq(ld_mu + 1)
+                        if G > 1:
+                            with m.If(ld_slot == G - 1):
+                                m.d.sync += [ld_slot.eq(0), ld_grp.eq(ld_grp + 1),
+                                             io_addr.eq(io_addr + AW)]
+                            with m.Else():
+                                m.d.sync += ld_slot.eq(ld_slot + 1)
+                        else:
+                            m.d.sync += io_addr.eq(io_addr + AW)
                         with m.If(exp_last):
                             m.next = "FWD"
                         with m.Else():
@@ -1062,7 +1186,7 @@ class TrainerCore(wiring.Component):
                 can_start = (op == Opcode.INFER) | (u_l + 1 >= cur_l)
                 m.d.comb += phase.eq(Mux(can_start, Phase.FORWARD, u_phase))
                 with m.If(can_start):
-                    start_fwd(cur_l)
+                    start_fwd(cur_l, bs)
                     m.next = "FWD"
 
             # ---- the last layer's updates ----------------------------------------------------
@@ -1089,9 +1213,16 @@ class TrainerCore(wiring.Component):
 
             with m.State("RESP_PRED"):
                 m.d.comb += [phase.eq(Phase.RESPOND), pred_rd.en.eq(0),
-                             self.m_axis.valid.eq(1), out.data.eq(pred_rd.data)]
+                             self.m_axis.valid.eq(1),
+                             out.data.eq(pred_rd.data.word_select(resp_slot, label_bits)
+                                         if G > 1 else pred_rd.data)]
                 with m.If(self.m_axis.ready):
                     m.d.sync += resp_i.eq(resp_i + 1)
+                    if G > 1:
+                        with m.If(resp_slot == G - 1):
+                            m.d.sync += [resp_slot.eq(0), resp_grp.eq(resp_grp + 1)]
+                        with m.Else():
+                            m.d.sync += resp_slot.eq(resp_slot + 1)
                     with m.If(resp_i == bs_m1):
                         m.next = "RESP_STATUS"
                     with m.Else():

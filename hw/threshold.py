@@ -1,6 +1,6 @@
 """Sign / threshold unit: ``a = (z >= theta[k]) XOR flip[k]`` per neuron ``k``."""
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -42,6 +42,10 @@ class ThresholdUnit(wiring.Component):
         Width of the signed thresholds, 2..32; ``None`` (default) uses ``z_width``.
     pipelined : bool
         Register the memory's output and the result (latency 3 instead of 1).
+    patterns : int
+        Pre-activations per input, 1..64 (default 1): ``patterns`` values of ``z`` for
+        the same neuron (several patterns of a minibatch in lockstep) share one read of
+        the memory and give ``patterns`` bits of ``a``.
 
     Members
     -------
@@ -51,13 +55,15 @@ class ThresholdUnit(wiring.Component):
         cycle ``load.valid`` is high. (The stream is not declared
         ``always_ready`` so that the unit can be a top-level Verilog module.)
     i : ``In(stream.Signature(input_layout))``
-        Payload fields: ``index`` (neuron, ``0..max_neurons-1``), ``z`` (signed).
+        Payload fields: ``index`` (neuron, ``0..max_neurons-1``), ``z`` (signed; an
+        ``ArrayLayout`` of ``patterns`` of them when ``patterns > 1``).
     o : ``Out(stream.Signature(output_layout))``
-        One result per input, in order. Payload field: ``a`` (1 bit, 1 means +1).
+        One result per input, in order. Payload field: ``a`` (``patterns`` bits, bit
+        ``j`` for ``z[j]``; 1 means +1).
 
     Attributes
     ----------
-    max_neurons, z_width, theta_width : int
+    max_neurons, z_width, theta_width, patterns : int
         The parameters (``theta_width`` resolved).
     pipelined : bool
         The parameter.
@@ -77,8 +83,9 @@ class ThresholdUnit(wiring.Component):
         If a parameter is out of its range.
     """
 
-    def __init__(self, *, max_neurons, z_width, theta_width=None, pipelined=False):
+    def __init__(self, *, max_neurons, z_width, theta_width=None, pipelined=False, patterns=1):
         _check_int("max_neurons", max_neurons, 1, 65536)
+        _check_int("patterns", patterns, 1, 64)
         if not isinstance(pipelined, bool):
             raise TypeError(f"pipelined must be a bool, not {pipelined!r}")
         _check_int("z_width", z_width, 2, 32)
@@ -89,7 +96,9 @@ class ThresholdUnit(wiring.Component):
         self._z_width = z_width
         self._theta_width = theta_width
         self._pipelined = pipelined
-
+        self._patterns = patterns
+        z_shape = (signed(z_width) if patterns == 1
+                   else data.ArrayLayout(signed(z_width), patterns))
         index_shape = unsigned(ceil_log2(max_neurons))
         self._entry_layout = data.StructLayout({
             "theta": signed(theta_width),
@@ -102,10 +111,10 @@ class ThresholdUnit(wiring.Component):
         })
         self._input_layout = data.StructLayout({
             "index": index_shape,
-            "z": signed(z_width),
+            "z": z_shape,
         })
         self._output_layout = data.StructLayout({
-            "a": unsigned(1),
+            "a": unsigned(patterns),
         })
         super().__init__({
             "load": In(stream.Signature(self._load_layout)),
@@ -117,6 +126,7 @@ class ThresholdUnit(wiring.Component):
     z_width = property(lambda self: self._z_width)
     theta_width = property(lambda self: self._theta_width)
     pipelined = property(lambda self: self._pipelined)
+    patterns = property(lambda self: self._patterns)
     latency = property(lambda self: 3 if self._pipelined else 1)
     theta_min = property(lambda self: -2 ** (self._theta_width - 1))
     theta_max = property(lambda self: 2 ** (self._theta_width - 1) - 1)
@@ -143,7 +153,11 @@ class ThresholdUnit(wiring.Component):
         ]
 
         advance = ~self.o.valid | self.o.ready
-        z = Signal(signed(self._z_width), reset_less=True)
+        z = Signal(self._input_layout["z"].shape, reset_less=True)
+
+        def compare(z, entry):
+            zs = [z] if self._patterns == 1 else [z[j] for j in range(self._patterns)]
+            return Cat(*((zj >= entry.theta) ^ entry.flip for zj in zs))
         m.d.comb += [
             self.i.ready.eq(advance),
             rd.addr.eq(self.i.payload.index),
@@ -157,15 +171,15 @@ class ThresholdUnit(wiring.Component):
                     self.o.valid.eq(self.i.valid),
                     z.eq(self.i.payload.z),
                 ]
-            m.d.comb += self.o.payload.a.eq((z >= rd.data.theta) ^ rd.data.flip)
+            m.d.comb += self.o.payload.a.eq(compare(z, rd.data))
         else:
             v1, v2 = Signal(), Signal()
-            z2 = Signal.like(z, name="z2", reset_less=True)
+            z2 = Signal(self._input_layout["z"].shape, name="z2", reset_less=True)
             entry = Signal(self._entry_layout, reset_less=True)
             bypass1, bypass2 = Signal(), Signal()
             new1 = Signal(self._entry_layout, reset_less=True)
             new2 = Signal(self._entry_layout, reset_less=True)
-            a = Signal(reset_less=True)
+            a = Signal(self._patterns, reset_less=True)
             current = Signal(self._entry_layout)
             m.d.comb += current.eq(Mux(bypass2, new2, entry))
             with m.If(advance):
@@ -181,7 +195,7 @@ class ThresholdUnit(wiring.Component):
                     bypass2.eq(bypass1),
                     new2.eq(new1),
                     self.o.valid.eq(v2),
-                    a.eq((z2 >= current.theta) ^ current.flip),
+                    a.eq(compare(z2, current)),
                 ]
             m.d.comb += self.o.payload.a.eq(a)
         return m

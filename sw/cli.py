@@ -23,7 +23,7 @@ DEVICES = ("golden", "sim", "pynq", "ulx3s")
 DEFAULT_CLOCK_MHZ = 84.32
 #: Build parameters that ``--device sim`` takes (default: the board build).
 BUILD_OPTIONS = ("lanes", "max_layers", "max_width", "max_fan_in", "max_batch", "max_groups",
-                 "draw_lanes")
+                 "draw_lanes", "fwd_patterns")
 
 
 def build_parser():

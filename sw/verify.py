@@ -45,7 +45,7 @@ class BuildError(ValueError):
     """A network that does not fit the accelerator's architecture; the message names the limit."""
 
 
-def size_build(sizes, *, classes, gamma, lanes, batch_size, draw_lanes=None):
+def size_build(sizes, *, classes, gamma, lanes, batch_size, draw_lanes=None, fwd_patterns=1):
     """The smallest :class:`~xnorlearn.contract.Build` that trains network ``sizes``.
 
     Parameters
@@ -60,6 +60,8 @@ def size_build(sizes, *, classes, gamma, lanes, batch_size, draw_lanes=None):
         Patterns per minibatch (``max_batch``).
     draw_lanes : int, optional
         Reinforcement draws per cycle; default ``min(16, lanes)``.
+    fwd_patterns : int, optional
+        Patterns the forward pass runs in lockstep (default 1).
 
     Raises
     ------
@@ -82,6 +84,7 @@ def size_build(sizes, *, classes, gamma, lanes, batch_size, draw_lanes=None):
         "max_groups": max(-(-k // g) for k, g in zip(widths, gamma)),
         "weight_words": sum(k * -(-kin // lanes) for kin, k in zip(sizes, widths)),
         "draw_lanes": min(16, lanes) if draw_lanes is None else draw_lanes,
+        "fwd_patterns": fwd_patterns,
     }
     what = {
         "lanes": "XNOR lanes (--lanes)",
@@ -93,6 +96,7 @@ def size_build(sizes, *, classes, gamma, lanes, batch_size, draw_lanes=None):
         "max_groups": "groups per layer (K_l / gamma_l)",
         "weight_words": f"weight memory words (sum K_l * ceil(K_(l-1) / {lanes}))",
         "draw_lanes": "reinforcement draws per cycle",
+        "fwd_patterns": "patterns per forward step (--fwd-patterns)",
     }
     for name, value in need.items():
         lo, hi = LIMITS[name]
@@ -124,6 +128,9 @@ def add_arguments(p):
                    help="XNOR lanes of the build (None: 64, or the preset's)")
     p.add_argument("--draw-lanes", type=_positive, default=None,
                    help="reinforcement draws per cycle (None: min(16, lanes))")
+    p.add_argument("--fwd-patterns", type=_positive, default=None,
+                   help="patterns the forward pass runs in lockstep (None: 1, or the "
+                        "preset's)")
     p.add_argument("--seed", type=int, default=0, help="32-bit seed of the golden model")
     p.add_argument("--batches", type=_positive, default=3, help="minibatches to train")
     p.add_argument("--batch-size", type=_positive, default=100)
@@ -195,7 +202,8 @@ def _prepare(args):
         try:
             build = size_build(config.sizes, classes=config.classes, gamma=config.gamma,
                                lanes=args.lanes or 64, batch_size=args.batch_size,
-                               draw_lanes=args.draw_lanes)
+                               draw_lanes=args.draw_lanes,
+                               fwd_patterns=args.fwd_patterns or 1)
         except BuildError as e:
             raise _Usage(str(e)) from None
     return config, build, a0, y, name
@@ -203,14 +211,14 @@ def _prepare(args):
 
 def _preset_build(args, config):
     """The build of ``--preset`` with the dataset's classes (and ``--lanes``,
-    ``--draw-lanes`` if given); :class:`_Usage` if the network does not fit it."""
+    ``--draw-lanes``, ``--fwd-patterns`` if given); :class:`_Usage` if the network does not fit it."""
     from xnorlearn.contract import PRESETS, preset
     from xnorlearn.hw.accelerator import core_parameters
     from xnorlearn.sw.driver import check_fits
     if args.preset not in PRESETS:
         raise _Usage(f"--preset must be one of {', '.join(sorted(PRESETS))}, "
                      f"got {args.preset!r}")
-    given = {name: getattr(args, name) for name in ("lanes", "draw_lanes")
+    given = {name: getattr(args, name) for name in ("lanes", "draw_lanes", "fwd_patterns")
              if getattr(args, name) is not None}
     try:
         build = preset(args.preset, classes=config.classes, **given)

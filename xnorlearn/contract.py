@@ -207,6 +207,7 @@ LIMITS = {
     "h_bits": (2, 8),
     "z_bits": (2, 31),
     "draw_lanes": (1, 1024),
+    "fwd_patterns": (1, 64),
 }
 
 
@@ -238,6 +239,9 @@ class Build:
     draw_lanes : int
         Reinforcement draws per cycle, a divisor of ``lanes``. Only a speed
         parameter (results do not depend on it), so not reported in ``BUILD*``.
+    fwd_patterns : int
+        Patterns that the forward pass runs in lockstep, 1..64: the forward pass does
+        ``lanes * fwd_patterns`` XNORs per cycle. A speed parameter, like ``draw_lanes``.
 
     Raises
     ------
@@ -258,6 +262,7 @@ class Build:
     h_bits: int = 8
     z_bits: int = None
     draw_lanes: int = 16
+    fwd_patterns: int = 1
 
     def __post_init__(self):
         for name, (lo, hi) in LIMITS.items():
