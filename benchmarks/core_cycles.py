@@ -1,7 +1,8 @@
 """Cycles per training minibatch of the TrainerCore, measured in cocotb + Verilator.
 
     python benchmarks/core_cycles.py [--hidden 135 135] [--lanes 64] [--draw-lanes 16]
-                                     [--batch-size 100] [--batches 3] [--dataset fashion-mnist]
+                                     [--fwd-patterns 1] [--batch-size 100] [--batches 3]
+                                     [--dataset fashion-mnist]
 
 Builds a :class:`~xnorlearn.hw.core.TrainerCore` sized for the network (784 inputs,
 10 classes, golden defaults of :class:`~xnorlearn.sw.golden.config.NetworkConfig`:
@@ -17,9 +18,11 @@ Printed per minibatch: busy cycles and their breakdown from the core's counters
 (``forward``: the forward pass of all layers, the group selection included, since it
 runs inside the forward stream; ``update``: CP updates; ``reinforce``: the reinforcement
 sweeps; ``io``: loading the TRAIN packet and the status word), and
-``eta = (bs * sum_l K_{l-1} K_l / lanes) / cycles``. Also printed: the padding bound
-``bs * sum_l K_l * ceil(K_{l-1} / lanes)`` that no forward pass of one word per cycle can
-beat, and Verilator's simulation speed during the training packets.
+``eta = (bs * sum_l K_{l-1} K_l / F) / cycles`` with ``F = lanes * fwd_patterns`` the
+XNORs per cycle of the forward pass. Also printed: the padding bound
+``ceil(bs / fwd_patterns) * sum_l K_l * ceil(K_{l-1} / lanes)`` that no forward pass of
+one word per pattern lane and cycle can beat, and Verilator's simulation speed during the
+training packets.
 """
 
 import argparse
@@ -54,12 +57,12 @@ def load_patterns(name, count, seed):
     return binar.transform(x[order]), np.asarray(ds.y_train)[order], ds.name
 
 
-def build_params(sizes, lanes, batch_size, gamma, draw_lanes, classes):
+def build_params(sizes, lanes, batch_size, gamma, draw_lanes, classes, fwd_patterns=1):
     words = sum(k * -(-kin // lanes) for kin, k in zip(sizes, sizes[1:]))
     return dict(lanes=lanes, max_layers=len(sizes) - 1, max_width=max(sizes[1:]),
                 max_fan_in=sizes[0], classes=classes, max_batch=batch_size,
                 max_groups=max(k // g for k, g in zip(sizes[1:], gamma)),
-                weight_words=words, draw_lanes=draw_lanes)
+                weight_words=words, draw_lanes=draw_lanes, fwd_patterns=fwd_patterns)
 
 
 def main(argv=None):
@@ -68,6 +71,8 @@ def main(argv=None):
     ap.add_argument("--lanes", type=int, default=64)
     ap.add_argument("--draw-lanes", type=int, default=None,
                     help="reinforcement draws per cycle (default: the core's default)")
+    ap.add_argument("--fwd-patterns", type=int, default=1,
+                    help="patterns the forward pass runs in lockstep")
     ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--batches", type=int, default=3)
     ap.add_argument("--dataset", default="fashion-mnist")
@@ -79,8 +84,10 @@ def main(argv=None):
     sizes = (a0.shape[1], *args.hidden)
     cfg = NetworkConfig(sizes=sizes, classes=10, seed=args.seed)
     draw_lanes = args.draw_lanes or min(16, args.lanes)
-    build = build_params(sizes, args.lanes, args.batch_size, cfg.gamma, draw_lanes, cfg.classes)
-    tag = "-".join(map(str, sizes)) + f"_p{args.lanes}_d{draw_lanes}_bs{args.batch_size}"
+    build = build_params(sizes, args.lanes, args.batch_size, cfg.gamma, draw_lanes, cfg.classes,
+                         args.fwd_patterns)
+    tag = "-".join(map(str, sizes)) + (f"_p{args.lanes}_d{draw_lanes}_g{args.fwd_patterns}"
+                                       f"_bs{args.batch_size}")
     build_dir = Path(args.build_dir).resolve() / tag
     build_dir.mkdir(parents=True, exist_ok=True)
     data_path = build_dir / "batches.npz"
@@ -99,12 +106,13 @@ def main(argv=None):
     print(f"build + run: {time.perf_counter() - t0:.0f} s (log: {build_dir / 'test.log'})")
     results = json.loads((build_dir / "bench.json").read_text())["results"]
 
-    L = args.lanes
+    L, G = args.lanes, args.fwd_patterns
     bs = args.batch_size
-    ideal = bs * sum(kin * k for kin, k in zip(sizes, sizes[1:])) / L
-    padding = bs * sum(k * math.ceil(kin / L) for kin, k in zip(sizes, sizes[1:]))
-    print(f"\nideal bs*sum K_(l-1)K_l/lanes = {ideal:.0f} cycles; padding bound of the forward "
-          f"pass bs*sum K_l*ceil(K_(l-1)/lanes) = {padding} cycles (eta <= {ideal / padding:.3f})")
+    ideal = bs * sum(kin * k for kin, k in zip(sizes, sizes[1:])) / (L * G)
+    padding = -(-bs // G) * sum(k * math.ceil(kin / L) for kin, k in zip(sizes, sizes[1:]))
+    print(f"\nideal bs*sum K_(l-1)K_l/F = {ideal:.0f} cycles (F = {L * G} XNORs per cycle); "
+          f"padding bound of the forward pass ceil(bs/G)*sum K_l*ceil(K_(l-1)/lanes) = "
+          f"{padding} cycles (eta <= {ideal / padding:.3f})")
     print(f"{'batch':>5} {'errors':>6} {'cycles':>8} {'forward':>8} {'update':>7} "
           f"{'reinf':>6} {'io':>6} {'other':>5} {'eta':>6} {'sim cyc/s':>9}")
     for r in results:

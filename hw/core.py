@@ -49,14 +49,19 @@ class TrainerCore(wiring.Component):
     leave on ``m_axis`` (formats in ``docs/architecture.md``). A minibatch runs as:
 
     * load: labels and ``a_0`` into the memories, every label and the length checked;
-    * forward, layer by layer and pattern by pattern: one word of ``lanes`` activations and
-      weights per cycle into the :class:`~xnorlearn.hw.popcount.XnorPopcount`, with no gap
-      between neurons or patterns and only the pipeline drain between layers;
-      the exact ``z`` goes to the threshold unit, the
-      :class:`~xnorlearn.hw.classifier.LocalClassifier` and the
+    * forward, layer by layer and group by group of ``fwd_patterns`` (G) patterns: one
+      ``W`` word of ``lanes`` weights per cycle, broadcast to G
+      :class:`~xnorlearn.hw.popcount.XnorPopcount` units that each take the matching word
+      of their pattern's activations (one row of ``A``), with no gap between neurons or
+      groups and only the pipeline drain between layers; the G exact ``z`` go to the
+      threshold unit (one read of the neuron's threshold for all G), and each to its
+      lane's :class:`~xnorlearn.hw.classifier.LocalClassifier` and
       :class:`~xnorlearn.hw.selector.GroupSelector` (exact ``z``, the golden default);
-      the picks of patterns that need an update are appended to a per-layer pick list.
-      Layer 0 starts with the packet's header and follows the load pattern by pattern;
+      the lanes' picks are drained lane by lane, so that the picks of patterns that need
+      an update are appended to a per-layer pick list in pattern order. The lanes of a
+      last, partial group past ``bs`` compute, but their classifiers and selectors get
+      no input. Layer 0 starts with the packet's header and follows the load group by
+      group;
     * per layer, as soon as its pick list is complete: the CP updates of the pick list in
       order (pattern, then group) through the :class:`~xnorlearn.hw.update.UpdateEngine`,
       one word per cycle (the next pick is fetched while the current one streams; a
@@ -74,10 +79,12 @@ class TrainerCore(wiring.Component):
     * ``step += 1``, ``patterns += bs``, ``errors +=`` the batch's last-layer errors, and the
       status word ``0x8100_0000 | errors`` on ``m_axis``.
 
-    A minibatch of ``bs`` patterns thus takes ``bs * sum_l K_l * ceil(K_{l-1} / lanes)``
-    cycles of forward pass, plus about 15 cycles per layer, plus the last layer's CP words
-    (picks times ``ceil(K_{L-1} / lanes)``) and sweep, plus about 30 cycles of load,
-    drains and response. Each busy cycle is counted once, under ``phase``: ``FORWARD``
+    A minibatch of ``bs`` patterns thus takes
+    ``ceil(bs / G) * sum_l K_l * ceil(K_{l-1} / lanes)`` cycles of forward pass, plus about
+    15 cycles per layer, plus the last layer's CP words (picks times
+    ``ceil(K_{L-1} / lanes)``) and sweep (and any earlier layer's updates that outlast the
+    next forward pass), plus the load of the first group (``1 + ceil(K_0 / 32)`` words per
+    pattern) and about 20 cycles of drains and response. Each busy cycle is counted once, under ``phase``: ``FORWARD``
     while the forward pass streams (whatever runs beside it), ``UPDATE`` /
     ``REINFORCE`` while the sequencer waits for the CP updates / sweep, ``IO`` while it
     waits for packet words or sends a response.

@@ -322,9 +322,10 @@ async def run_scenarios(dut, name, idle, stall):
             total_err += errors
             dc = {k: int(getattr(dut, k).value) - v for k, v in c0.items()}
             cfg = sc.model.config
-            ideal = len(sc.batches[n][1]) * sum(
+            groups = -(-len(sc.batches[n][1]) // build.get("fwd_patterns", 1))
+            ideal = groups * sum(
                 k * -(-kin // build["lanes"]) for kin, k in zip(cfg.sizes, cfg.sizes[1:]))
-            dut._log.info("net %d %s bs %d batch %d: %s (bs*sum n_l*K_l = %d)", net, cfg.sizes,
+            dut._log.info("net %d %s bs %d batch %d: %s (groups*sum n_l*K_l = %d)", net, cfg.sizes,
                           len(sc.batches[n][1]), n, dc, ideal)
             assert sum(v for k, v in dc.items() if k != "cycles") == dc["cycles"], dc
             assert dc["cycles_forward"] >= ideal, dc

@@ -195,21 +195,22 @@ def test_wrapper_logic():
 # -- cocotb regression --------------------------------------------------------------------------
 
 #: Default run: one small build per simulator (Icarus is slow on the core's wide words, so
-#: its build is the narrower one); ``slow``: the full ranges (widths 8..200, batches 1..128,
+#: its build is the narrower one; its forward pass takes 4 patterns at once); ``slow``: the full ranges (widths 8..200, batches 1..128,
 #: classes 2 and 16).
 BUILDS = {
     "c10_p64": (Build(lanes=64, max_layers=3, max_width=48, max_fan_in=72, classes=10,
                       max_batch=16, max_groups=8, draw_lanes=16),
                 dict(networks=3, batches=2, widths=[8, 48], batch=16)),
     "c3_p32": (Build(lanes=32, max_layers=2, max_width=24, max_fan_in=40, classes=3,
-                     max_batch=6, max_groups=6, draw_lanes=16),
+                     max_batch=6, max_groups=6, draw_lanes=16, fwd_patterns=4),
                dict(networks=2, batches=2, widths=[8, 24], batch=6)),
     "c16_p32_wide": (Build(lanes=32, max_layers=3, max_width=200, max_fan_in=200,
                            classes=16, max_batch=128, max_groups=16, draw_lanes=16),
                      dict(networks=12, batches=3, widths=[8, 200], batch=128,
                           timeout_ms=20_000)),
     "c2_p64_wide": (Build(lanes=64, max_layers=3, max_width=200, max_fan_in=200,
-                          classes=2, max_batch=128, max_groups=25, draw_lanes=32),
+                          classes=2, max_batch=128, max_groups=25, draw_lanes=32,
+                          fwd_patterns=5),
                     dict(networks=12, batches=3, widths=[8, 200], batch=128,
                          timeout_ms=20_000)),
 }

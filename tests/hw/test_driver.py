@@ -3,6 +3,7 @@ and without bus stalls, one packet at a time and queued), refused packets, timeo
 leave the device usable, a board that dies or hangs, a build that does not match, and
 ``xnorlearn train --device sim`` (outputs, resume, golden check)."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -43,15 +44,18 @@ def _open(transport, **kw):
 
 
 @pytest.mark.parametrize("stalls", [0.0, 0.3])
-def test_random_networks_match_the_golden_model(cache, stalls):
+@pytest.mark.parametrize("fwd_patterns", [1, 3])
+def test_random_networks_match_the_golden_model(cache, stalls, fwd_patterns):
     """Random networks (layers, widths, gamma, weights with saturation corners,
     thresholds, STEP): every weight after every minibatch, one packet at a time and
-    queued, equal to the golden model's."""
-    rng = np.random.default_rng([default_seed(), int(stalls * 10)])
+    queued, equal to the golden model's; with the forward pass on one pattern at a time
+    and on three in lockstep (minibatches of 1..16 patterns: partial groups)."""
+    rng = np.random.default_rng([default_seed(), int(stalls * 10), fwd_patterns])
     checked = 0
-    with FastSimTransport(BUILD, cache_dir=cache, idle=stalls, backpressure=stalls,
+    build = dataclasses.replace(BUILD, fwd_patterns=fwd_patterns)
+    with FastSimTransport(build, cache_dir=cache, idle=stalls, backpressure=stalls,
                           seed=int(rng.integers(1 << 32)), progress=lambda t: None) as t:
-        dev = _open(t)
+        dev = Device(t, build=build, timeout=5.0, cycles_per_second=2e5)
         for _ in range(4):
             model = random_model(rng, BUILD, widths=(8, 64))
             dev.load(model)
@@ -289,13 +293,16 @@ SLOW_BUILDS = [
           max_groups=16, draw_lanes=16),
     Build(lanes=64, max_layers=3, max_width=200, max_fan_in=200, classes=2, max_batch=128,
           max_groups=25, draw_lanes=32),
+    Build(lanes=32, max_layers=2, max_width=160, max_fan_in=200, classes=10, max_batch=128,
+          max_groups=16, draw_lanes=32, fwd_patterns=7),
 ]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(SLOW_BUILDS)))
 def test_many_random_networks(cache, index):
-    """At least 1,000 random networks x minibatches over the three builds, every weight
+    """At least 1,000 random networks x minibatches over the four builds (the last with
+    the forward pass on 7 patterns at once), every weight
     compared with the golden model after every minibatch, a third of them with stalls."""
     build = SLOW_BUILDS[index]
     rng = np.random.default_rng([default_seed(), index, 0x5EED])

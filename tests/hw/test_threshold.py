@@ -58,7 +58,9 @@ def simulate(dut, schedule, *, rng, idle=0.0, stall=0.0, loads_first=False):
             if write is not None:
                 model.load(write["index"], write["theta"], write["flip"])
             if beat is not None and i_ready:
-                expected.append(model.output(beat["index"], beat["z"]))
+                zs = beat["z"] if isinstance(beat["z"], list) else [beat["z"]]
+                expected.append(sum(model.output(beat["index"], z) << j
+                                    for j, z in enumerate(zs)))
                 beat = None
             if o_valid and ready:
                 outputs.append(o_payload.a)
@@ -136,6 +138,39 @@ def test_random(rng, max_neurons, z_width, theta_width, idle, stall, pipelined):
                                            model.flip[x["index"]]) > 0) for x in inputs]
     if idle == stall == 0:
         assert cycles <= len(loads) + len(inputs) + dut.latency
+
+
+@pytest.mark.parametrize("patterns", [2, 5])
+@pytest.mark.parametrize("idle, stall", [(0.0, 0.0), (0.3, 0.5)])
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_random_patterns(rng, patterns, idle, stall, pipelined):
+    """``patterns`` pre-activations per input share the neuron's entry: bit ``j`` of ``a``
+    is the golden threshold unit on ``z[j]``, under writes between the inputs."""
+    dut = ThresholdUnit(max_neurons=24, z_width=9, theta_width=7, pipelined=pipelined,
+                        patterns=patterns)
+    assert dut.output_layout.size == patterns
+    assert dut.input_layout.size == 5 + 9 * patterns
+    loads = random_table(rng, dut)
+    model = ThresholdModel(dut.max_neurons)
+    for w in loads:
+        model.load(w["index"], w["theta"], w["flip"])
+    singles = random_inputs(rng, 400 * patterns, dut, model)
+    inputs = [{"index": singles[n]["index"],
+               "z": [x["z"] for x in singles[n:n + patterns]]}
+              for n in range(0, len(singles), patterns)]
+    more = [{"index": int(rng.integers(24)), "theta": int(rng.integers(-64, 64)),
+             "flip": int(rng.integers(2))} for _ in range(300)]
+    schedule = ([("load", w) for w in loads] + [("input", x) for x in inputs]
+                + [("load", w) for w in more])
+    outputs, expected, _ = simulate(dut, schedule, rng=rng, idle=idle, stall=stall)
+    assert outputs == expected
+    assert len(set(outputs)) > patterns        # lanes decided apart, not all alike
+
+
+def test_patterns_parameter():
+    with pytest.raises(ValueError, match="patterns must be in 1..64, got 0"):
+        ThresholdUnit(max_neurons=4, z_width=8, patterns=0)
+    assert ThresholdUnit(max_neurons=4, z_width=8, patterns=64).patterns == 64
 
 
 @pytest.mark.parametrize("pipelined", [False, True])
