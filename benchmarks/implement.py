@@ -117,7 +117,7 @@ def export(build, top, wrap, language="rtlil"):
 def build_name(family, build, extra=""):
     parts = [family, f"P{build.lanes}", f"L{build.max_layers}", f"W{build.max_width}",
              f"K{build.max_fan_in}", f"B{build.max_batch}", f"G{build.max_groups}",
-             f"H{build.weight_words}"]
+             f"H{build.weight_words}", f"D{build.draw_lanes}", f"F{build.fwd_patterns}"]
     return "-".join(parts) + (f"-{extra}" if extra else "")
 
 
