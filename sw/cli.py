@@ -18,9 +18,9 @@ from xnorlearn.sw.cliargs import positive as _positive
 __all__ = ["main", "build_parser"]
 
 DEVICES = ("golden", "sim", "pynq", "ulx3s")
-#: Clock at which device cycles are turned into FPGA throughput by default: the routed
-#: Fmax of the 64-lane build on the ECP5-85F (docs/implementation.md).
-DEFAULT_CLOCK_MHZ = 84.32
+#: Clock at which the simulated board's cycles are turned into FPGA throughput by default,
+#: per preset: the PYNQ-Z2 overlay's fabric clock and the ULX3S-85F build's PLL clock.
+PRESET_CLOCK_MHZ = {"pynq-z2": 100.0, "ulx3s-85f": 60.0}
 #: Build parameters that ``--device sim`` takes (default: the board build).
 BUILD_OPTIONS = ("lanes", "max_layers", "max_width", "max_fan_in", "max_batch", "max_groups",
                  "draw_lanes", "fwd_patterns")
@@ -76,8 +76,11 @@ def build_parser():
                         "at the end of each epoch")
     d.add_argument("--check-every", type=_positive, default=None, metavar="N",
                    help="also compare every N minibatches")
-    d.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ,
-                   help="FPGA clock for the throughput the device's cycles give")
+    d.add_argument("--clock-mhz", type=float, default=None,
+                   help="FPGA clock for the throughput the device's cycles give (default "
+                        "the preset's board clock: " + ", ".join(
+                            f"{mhz:g} MHz for {name}" for name, mhz in PRESET_CLOCK_MHZ.items())
+                        + ")")
     d.add_argument("--timeout", type=float, default=60.0,
                    help="seconds allowed for a register access, added to each packet's "
                         "allowance")
@@ -148,6 +151,8 @@ def cmd_train(args, parser):
                       "'xnorlearn overlay' and built with Vivado)")
     if args.device == "ulx3s" and not args.port:
         _fail(parser, "--device ulx3s needs --port (e.g. /dev/ttyUSB0)")
+    if getattr(args, "clock_mhz", 0) is None:
+        args.clock_mhz = PRESET_CLOCK_MHZ["ulx3s-85f" if args.device == "ulx3s" else args.preset]
     build = _device_build(args, config, parser) if args.device == "sim" else None
     impl = IMPLEMENTATIONS[args.impl]
     if args.resume:
