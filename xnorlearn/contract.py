@@ -291,14 +291,12 @@ class Build:
 #: start from these, and explicit parameters override them. ``pynq-z2``: the overlay's
 #: build, three layers of up to 256 neurons on up to 1,024 inputs, the forward pass on 10
 #: patterns at once (640 XNORs per cycle) and 32 draws per cycle. ``ulx3s-85f``: two
-#: layers of up to 160 neurons on up to 784 inputs (784-135-135 fits), the forward pass
-#: on 16 patterns at once (1,024 XNORs per cycle) and 32 draws per cycle, sized so that
-#: ``H``, ``W`` and the 1,024-bit rows of ``A`` fit the ECP5-85F's block RAM beside the
-#: serial bridge, and the logic its routing (25 patterns at once use 85 % of the LUTs).
+#: layers, so that ``H`` and ``W`` fit the ECP5-85F's block RAM beside the serial bridge
+#: (192 of 208 DP16KD), one pattern at a time: the wider forward passes tried on the
+#: ECP5-85F do not place at its 60 MHz (``docs/ulx3s.md``).
 PRESETS = {
     "pynq-z2": {"draw_lanes": 32, "fwd_patterns": 10},
-    "ulx3s-85f": {"max_layers": 2, "max_width": 160, "max_fan_in": 784, "draw_lanes": 32,
-                  "fwd_patterns": 16},
+    "ulx3s-85f": {"max_layers": 2},
 }
 
 
