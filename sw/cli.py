@@ -151,7 +151,7 @@ def cmd_train(args, parser):
                       "'xnorlearn overlay' and built with Vivado)")
     if args.device == "ulx3s" and not args.port:
         _fail(parser, "--device ulx3s needs --port (e.g. /dev/ttyUSB0)")
-    if getattr(args, "clock_mhz", 0) is None:
+    if args.clock_mhz is None:
         args.clock_mhz = PRESET_CLOCK_MHZ["ulx3s-85f" if args.device == "ulx3s" else args.preset]
     build = _device_build(args, config, parser) if args.device == "sim" else None
     impl = IMPLEMENTATIONS[args.impl]

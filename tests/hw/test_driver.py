@@ -39,8 +39,8 @@ def board(cache):
     transport.close()
 
 
-def _open(transport, **kw):
-    return Device(transport, build=BUILD, timeout=5.0, cycles_per_second=2e5, **kw)
+def _open(transport, build=BUILD, **kw):
+    return Device(transport, build=build, timeout=5.0, cycles_per_second=2e5, **kw)
 
 
 @pytest.mark.parametrize("stalls", [0.0, 0.3])
@@ -55,7 +55,7 @@ def test_random_networks_match_the_golden_model(cache, stalls, fwd_patterns):
     build = dataclasses.replace(BUILD, fwd_patterns=fwd_patterns)
     with FastSimTransport(build, cache_dir=cache, idle=stalls, backpressure=stalls,
                           seed=int(rng.integers(1 << 32)), progress=lambda t: None) as t:
-        dev = Device(t, build=build, timeout=5.0, cycles_per_second=2e5)
+        dev = _open(t, build)
         for _ in range(4):
             model = random_model(rng, BUILD, widths=(8, 64))
             dev.load(model)
