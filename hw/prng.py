@@ -340,7 +340,12 @@ class ReinforceDraws(wiring.Component):
 
     @property
     def latency(self):
-        return (self._mul_stages + 2) + (3 + 2 * self._mul_stages)
+        return self.latency_for(self._mul_stages)
+
+    @staticmethod
+    def latency_for(mul_stages):
+        """The latency of a :class:`ReinforceDraws` with ``mul_stages``."""
+        return (mul_stages + 2) + (3 + 2 * mul_stages)
 
     def elaborate(self, platform):
         m = Module()
