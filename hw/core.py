@@ -19,14 +19,16 @@ from xnorlearn.contract import LAYER_SHIFT, OPCODE_SHIFT, STATUS_TAG, ErrorCode,
 from xnorlearn.hw._arith import adder_tree, shifted_terms
 from xnorlearn.hw._params import check_int as _check_int
 from xnorlearn.hw.classifier import LocalClassifier
+from xnorlearn.hw.cp_sequencer import CpSequencer, pick_layout
 from xnorlearn.hw.layer_config import LayerConfig
 from xnorlearn.hw.popcount import XnorPopcount
-from xnorlearn.hw.prng import Mix32, ReinforceDraws
+from xnorlearn.hw.prng import Mix32
 from xnorlearn.hw.selector import GroupSelector
+from xnorlearn.hw.sweep import ReinforceSweep
 from xnorlearn.hw.threshold import ThresholdUnit
 from xnorlearn.hw.update import THRESHOLD_BITS, UpdateEngine, UpdateOp
 from xnorlearn.hw.weights import WeightStore
-from xnorlearn.sw.golden.prng import DRAW_BITS, GOLDEN
+from xnorlearn.sw.golden.prng import GOLDEN
 
 __all__ = ["TrainerCore", "Opcode", "ErrorCode", "Phase", "AXIS_LAYOUT", "STATUS_TAG"]
 
@@ -278,7 +280,6 @@ class TrainerCore(wiring.Component):
         P = self._lanes
         D = self._draw_lanes
         LOGP = exact_log2(P)
-        CH = P // D                   # draw requests per H word in the sweep
         ML, MW, MB, MG = self._max_layers, self._max_width, self._max_batch, self._max_groups
         HB = self._h_bits
         AW = self._activation_words
@@ -342,12 +343,9 @@ class TrainerCore(wiring.Component):
                                                   init=[])
         m.submodules.pred_mem = pred_mem = Memory(shape=unsigned(G * label_bits), depth=MBG,
                                                   init=[])
-        pick_fields = {"mu": range(MB), "k": range(MW)}
-        if G > 1:
-            pick_fields.update(grp=range(MBG), slot=range(G))
-        pick_layout = data.StructLayout(pick_fields)
-        m.submodules.pick_mem = pick_mem = Memory(shape=pick_layout, depth=ML * pick_region,
-                                                  init=[])
+        m.submodules.pick_mem = pick_mem = Memory(
+            shape=pick_layout(max_batch=MB, max_width=MW, patterns=G), depth=ML * pick_region,
+            init=[])
         # A is split by the parity of its layer region: the forward pass of layer l+1 reads
         # region l+1 while the CP updates of layer l read region l, each from its own bank.
         a_wr, a_rd = [], []
@@ -400,9 +398,13 @@ class TrainerCore(wiring.Component):
             m.submodules[lane_name("selector", j)] = fw_flushed(sels[j])
         tag = data.StructLayout({"addr": waddr_bits})
         m.submodules.engine = eng = UpdateEngine(lanes=P, h_bits=HB, tag_shape=tag)
-        rf_tag = data.StructLayout({"addr": waddr_bits, "count": range(P + 1),
-                                    "chunk": range(max(CH, 2)), "last": 1})
-        m.submodules.draws = draws = ReinforceDraws(lanes=D, tag_shape=rf_tag, mul_stages=3)
+        m.submodules.cp = cps = CpSequencer(
+            lanes=P, max_batch=MB, max_width=MW, patterns=G, classes=C, a_words=AW,
+            addr_bits=waddr_bits, a_depth=ML * region, list_depth=ML * pick_region,
+            row_depth=ML * MW, hazard=weights.h_read_latency + eng.latency)
+        m.submodules.sweep = sweep = ReinforceSweep(
+            lanes=P, draw_lanes=D, width_bits=self._width_bits, max_words=AW,
+            addr_bits=waddr_bits, mul_stages=3)
         m.submodules.mix = mix = Mix32(lanes=1, soft_multipliers=True)
         pick_fifos = [SyncFIFO(width=len(sel.o.payload.as_value()), depth=MG + 16)
                       for _ in range(G)]
@@ -677,166 +679,45 @@ class TrainerCore(wiring.Component):
         u_run = Signal()
         U_picks = Array(pick_counts)[u_l]
 
-        # Pick prefetch: pick list -> registered entry -> (P row, label) read -> registered
-        # row and label, `k * n_l` -> rho and the addresses, a five-stage pipeline that runs
-        # ahead of the word issue so that consecutive picks stream without a gap.
-        pf_i = Signal(range(pick_region + 1))
-        f0_v, f1_v, f2_v, nx_v = Signal(), Signal(), Signal(), Signal()
-        f1_k, f2_k, nx_k = Signal(range(MW)), Signal(range(MW)), Signal(range(MW))
-        f1_mu, f2_mu = Signal(range(MB)), Signal(range(MB))
-        U_words_m = Signal.like(U_words, name="U_words_m", reset_less=True)
-        f2_row = Signal(C, reset_less=True)
-        f2_y = Signal(label_bits, reset_less=True)
-        m.d.sync += U_words_m.eq(U_words)
-        nx_hbase = Signal(waddr_bits, reset_less=True)
-        nx_abase = Signal(range(ML * region + 1), reset_less=True)
-        nx_rho = Signal()
-        cp_act = Signal()             # a pick is streaming its words
-        cp_w = Signal(range(AW + 1))
-        cp_k = Signal(range(MW))
-        cp_rho = Signal()
-        cp_last_word = cp_w == U_words_m1
-        # Read-after-write: a word is written back `h_read_latency + eng.latency +
-        # write_latency` = 6 cycles after it is issued (H read, engine, write-port
-        # register, `WeightStore`), and the read ports are not transparent, so a pick
-        # waits while a word of its neuron was issued in this cycle or the five before.
-        # Comparing neurons, not addresses, can hold a pick for up to six cycles more than
-        # needed, only when a neuron follows itself, which is rare.
-        n_pi = weights.h_read_latency + eng.latency
-        pi_v = [Signal(name=f"pi{d}_v") for d in range(n_pi)]
-        pi_k = [Signal(range(MW), name=f"pi{d}_k") for d in range(n_pi)]
-        m.d.sync += [pi_v[0].eq(cp_act), pi_k[0].eq(cp_k)]
-        m.d.sync += [pi_v[d].eq(pi_v[d - 1]) for d in range(1, n_pi)]
-        m.d.sync += [pi_k[d].eq(pi_k[d - 1]) for d in range(1, n_pi)]
-        hazard = ((cp_act & (nx_k == cp_k))
-                  | Cat(v & (nx_k == k) for v, k in zip(pi_v, pi_k)).any())
-        cp_take = u_run & nx_v & (~cp_act | cp_last_word) & ~hazard
-        # The prefetch stages move or hold together (no ready chain through them).
-        pf_en = ~nx_v | cp_take
-        fetch = u_run & (pf_i < U_picks)
-        fb_v = Signal()
-        pk = Signal(pick_layout)      # pick list entry, registered after its block RAM
+        # CP updates: the pick list streamed as the words to update.
         m.d.comb += [
-            pick_rd.addr.eq(u_l * pick_region + pf_i),
-            pick_rd.en.eq(pf_en),
-            p_rd_cp.addr.eq(U_row + pk.k),
-            p_rd_cp.en.eq(pf_en),
-            y_rd_cp.addr.eq(pk.mu),
-            y_rd_cp.en.eq(pf_en),
+            cps.run.eq(u_run),
+            cps.picks.eq(U_picks),
+            cps.list_base.eq(u_l * pick_region),
+            cps.row_base.eq(U_row),
+            cps.a_base.eq((u_l >> 1) * region),
+            cps.layer.words.eq(U_words),
+            cps.layer.words_m1.eq(U_words_m1),
+            cps.layer.last.eq(U_last),
+            cps.layer.base.eq(U_base),
         ]
-        # `k * n_l` in the f1 and f2 stages, by a two-level adder tree.
-        f2_prod, _ = adder_tree(m, shifted_terms(pk.k, U_words_m, waddr_bits), waddr_bits,
-                                "f2_prod", en=pf_en, arity=4, latency=2)
-        if G > 1:
-            # The pick's pattern within its row of A: `grp` and `slot` ride along with `mu`.
-            f1_grp, f2_grp = Signal(range(MBG)), Signal(range(MBG))
-            f1_slot, f2_slot, nx_slot = (Signal(range(G), name=n)
-                                         for n in ("f1_slot", "f2_slot", "nx_slot"))
-            with m.If(pf_en):
-                m.d.sync += [f1_grp.eq(pk.grp), f1_slot.eq(pk.slot), f2_grp.eq(f1_grp),
-                             f2_slot.eq(f1_slot), nx_slot.eq(f2_slot)]
-        with m.If(pf_en):
-            m.d.sync += [f0_v.eq(fetch), pf_i.eq(pf_i + fetch),
-                         fb_v.eq(f0_v), pk.eq(pick_rd.data),
-                         f1_v.eq(fb_v), f1_k.eq(pk.k), f1_mu.eq(pk.mu),
-                         f2_v.eq(f1_v), f2_k.eq(f1_k), f2_mu.eq(f1_mu),
-                         f2_row.eq(p_rd_cp.data), f2_y.eq(y_rd_cp.data),
-                         nx_v.eq(f2_v), nx_k.eq(f2_k),
-                         nx_hbase.eq(U_base + f2_prod),
-                         nx_abase.eq((u_l >> 1) * region + (f2_grp if G > 1 else f2_mu) * AW),
-                         nx_rho.eq(f2_row.bit_select(f2_y, 1))]
-
-        cp_valid = Signal()
-        cp_addr = Signal(waddr_bits, reset_less=True)
-        cp_count = Signal(range(P + 1), reset_less=True)
-        cp_qrho = Signal()
-        cp_slot = Signal(range(G))
-        cp_qslot = Signal(range(G))
-        # Addresses of the word being issued, kept as `base + cp_w` by counting.
-        cp_haddr = Signal(waddr_bits)
-        cp_a_addr = Signal(range(ML * region + 1))
-        m.d.sync += cp_valid.eq(0)
-        with m.If(cp_act):
-            m.d.sync += [cp_valid.eq(1), cp_addr.eq(cp_haddr), cp_qrho.eq(cp_rho),
-                         cp_qslot.eq(cp_slot),
-                         cp_count.eq(Mux(cp_last_word, U_last, P)), cp_w.eq(cp_w + 1),
-                         cp_haddr.eq(cp_haddr + 1), cp_a_addr.eq(cp_a_addr + 1)]
-            with m.If(cp_last_word):
-                m.d.sync += cp_act.eq(0)
-        with m.If(cp_take):
-            m.d.sync += [cp_act.eq(1), cp_w.eq(0), cp_k.eq(nx_k), cp_rho.eq(nx_rho),
-                         cp_slot.eq(nx_slot if G > 1 else 0),
-                         cp_haddr.eq(nx_hbase), cp_a_addr.eq(nx_abase)]
-        cp_all_issued = (pf_i == U_picks) & ~f0_v & ~fb_v & ~f1_v & ~f2_v & ~nx_v & ~cp_act
+        wiring.connect(m, cps.pick_rd, pick_rd)
+        wiring.connect(m, cps.row_rd, p_rd_cp)
+        wiring.connect(m, cps.label_rd, y_rd_cp)
+        cp_valid, cp_act, cp_haddr, cp_a_addr = cps.o.valid, cps.active, cps.h_addr, cps.a_addr
+        cp_addr, cp_count, cp_qrho, cp_qslot = (
+            cps.o.payload[f] for f in ("addr", "count", "rho", "slot"))
+        cp_all_issued = cps.done
         # The sweep's draw requests start two cycles after the last CP word was issued;
         # its first H read comes the draws' latency later, after that word's write-back.
-        assert 2 + draws.latency > n_pi
+        assert 2 + sweep.latency > cps.hazard
         rf_ok = Signal()
         cp_done_d = Signal()
         with m.If(u_run):
             m.d.sync += [cp_done_d.eq(cp_all_issued), rf_ok.eq(cp_done_d)]
 
-        # Reinforcement: one request of `draw_lanes` draws per cycle; the requests of a word
-        # (fewer for a partial last word) are collected and the word goes to the engine.
-        rf_key = Signal(32, reset_less=True)
-        rf_key_v = Signal()
-        rf_gen = Signal()             # requests left to make
-        rf_k = Signal(range(MW + 1))
-        rf_w = Signal(range(AW + 1))
-        rf_c = Signal(range(max(CH, 2)))
-        rf_row = Signal(32)
-        rf_start = Signal(32)
-        rf_next = Signal(waddr_bits)
-        rf_pending = Signal(range(64))   # requests in the draws pipeline (bounded by its depth)
-        rf_word_last = rf_w == U_words_m1
-        chunk_last = Mux(rf_word_last, rf_c == U_chunks_m1, rf_c == CH - 1)
-        req = draws.i.valid & draws.i.ready
+        # Reinforcement: the sweep walks the layer's words and delivers each with its draws.
         m.d.comb += [
-            draws.i.valid.eq(u_run & rf_key_v & rf_gen & rf_ok),
-            draws.i.payload.key.eq(rf_key),
-            draws.i.payload.start.eq(rf_start),
-            draws.i.payload.tag.addr.eq(rf_next),
-            draws.i.payload.tag.count.eq(Mux(rf_word_last, U_last, P)),
-            draws.i.payload.tag.chunk.eq(rf_c),
-            draws.i.payload.tag.last.eq(chunk_last),
+            sweep.base.eq(U_base),
+            sweep.layer.kin.eq(U_kin),
+            sweep.layer.kout_m1.eq(U_kout_m1),
+            sweep.layer.words_m1.eq(U_words_m1),
+            sweep.layer.last.eq(U_last),
+            sweep.layer.chunks_m1.eq(U_chunks_m1),
+            sweep.enable.eq(u_run & rf_ok),
         ]
-        with m.If(req):
-            with m.If(chunk_last):
-                m.d.sync += [rf_c.eq(0), rf_next.eq(rf_next + 1)]
-                with m.If(rf_word_last):
-                    m.d.sync += [rf_w.eq(0), rf_row.eq(rf_row + U_kin),
-                                 rf_start.eq(rf_row + U_kin), rf_k.eq(rf_k + 1)]
-                    with m.If(rf_k == U_kout_m1):
-                        m.d.sync += rf_gen.eq(0)
-                with m.Else():
-                    m.d.sync += [rf_w.eq(rf_w + 1), rf_start.eq(rf_start + D)]
-            with m.Else():
-                m.d.sync += [rf_c.eq(rf_c + 1), rf_start.eq(rf_start + D)]
-
-        # Requests start once the sweep may read H (`rf_ok`), so the draws are taken as
-        # they come: the draws pipeline never stalls, and its clock enables are constant.
-        dout = draws.o.payload
-        got = draws.o.valid
-        m.d.comb += draws.o.ready.eq(1)
-        m.d.sync += rf_pending.eq(rf_pending + req - got)
-        rf_valid = Signal()
-        rf_addr = Signal(waddr_bits, reset_less=True)
-        rf_count = Signal(range(P + 1), reset_less=True)
-        rf_draw = Signal(P * DRAW_BITS, reset_less=True)
-        # Chunk CH-1 always ends its word, so it needs no buffer; the lanes of chunks a
-        # partial word does not request hold stale draws, masked by the word's count.
-        rf_buf = [Signal(D * DRAW_BITS, name=f"rf_buf{s}", reset_less=True) for s in range(CH - 1)]
-        merged = Cat(*(Mux(dout.tag.chunk == s, dout.draw.as_value(), rf_buf[s])
-                       for s in range(CH - 1)), dout.draw.as_value())
-        with m.If(got):
-            for s in range(CH - 1):
-                with m.If(dout.tag.chunk == s):
-                    m.d.sync += rf_buf[s].eq(dout.draw.as_value())
-        rf_issue = got & dout.tag.last
-        m.d.sync += rf_valid.eq(rf_issue)
-        with m.If(rf_issue):
-            m.d.sync += [rf_addr.eq(dout.tag.addr), rf_count.eq(dout.tag.count),
-                         rf_draw.eq(merged)]
+        rf_valid = sweep.o.valid
+        rf_addr, rf_count, rf_draw = (sweep.o.payload[f] for f in ("addr", "count", "draw"))
 
         # The engine's operands wait in `e1`, `e2` for H, which is read with two cycles more
         # latency than A.
@@ -859,7 +740,7 @@ class TrainerCore(wiring.Component):
             e0.a.eq(cp_a_data.word_select(cp_qslot, P) if G > 1 else cp_a_data),
             e0.rho.eq(cp_qrho),
             e0.mask.eq(_lane_mask(Mux(cp_valid, cp_count, rf_count), P)),
-            e0.draw.as_value().eq(rf_draw),
+            e0.draw.eq(rf_draw),
             e0.threshold.eq(U_thresh),
             e0.tag.addr.eq(Mux(cp_valid, cp_addr, rf_addr)),
             eng.i.valid.eq(v_prev),
@@ -868,8 +749,7 @@ class TrainerCore(wiring.Component):
             eng.o.ready.eq(1),
             mix.o.ready.eq(1),
         ]
-        u_finished = (u_run & rf_key_v & ~rf_gen & rf_ok & (rf_pending == 0) & ~rf_valid
-                      & (inflight == 0))
+        u_finished = u_run & rf_ok & sweep.done & (inflight == 0)
         # Phase while only the update machine works (it is hidden under later layers'
         # forward passes otherwise).
         u_phase = Mux(rf_ok, Phase.REINFORCE, Phase.UPDATE)
@@ -899,17 +779,14 @@ class TrainerCore(wiring.Component):
             with m.State("U_IDLE"):
                 start = (op == Opcode.TRAIN) & (u_l < fw_done) & seed_ok
                 m.d.comb += [mix.i.valid.eq(start), mix.i.payload.x[0].eq(seed)]
-                m.d.sync += [pf_i.eq(0), f0_v.eq(0), fb_v.eq(0), f1_v.eq(0), f2_v.eq(0),
-                             nx_v.eq(0), cp_act.eq(0),
-                             rf_ok.eq(0), cp_done_d.eq(0), rf_key_v.eq(0), rf_gen.eq(1),
-                             rf_k.eq(0), rf_w.eq(0), rf_c.eq(0), rf_row.eq(0), rf_start.eq(0),
-                             rf_next.eq(U_base)]
+                m.d.sync += [rf_ok.eq(0), cp_done_d.eq(0)]
+                m.d.comb += [cps.clear.eq(1), sweep.clear.eq(1)]
                 with m.If(start & mix.i.ready):
                     m.next = "U_RUN"
             with m.State("U_RUN"):
                 m.d.comb += u_run.eq(1)
-                with m.If(mix.o.valid):
-                    m.d.sync += [rf_key.eq(mix.o.payload.x[0]), rf_key_v.eq(1)]
+                m.d.comb += [sweep.key.valid.eq(mix.o.valid),
+                             sweep.key.payload.eq(mix.o.payload.x[0])]
                 with m.If(u_finished):
                     m.d.comb += u_l_nx.eq(u_l + 1)
                     m.next = "U_IDLE"
@@ -962,7 +839,7 @@ class TrainerCore(wiring.Component):
             y_rd.addr.eq(c_mu),
             # Selected by registers only (READ_H runs while the update machine is idle), so
             # the address reaches the block RAMs without the state decoder.
-            weights.h_rd_addr.eq(Mux(cp_act, cp_haddr, Mux(u_run, dout.tag.addr, io_addr))),
+            weights.h_rd_addr.eq(Mux(cp_act, cp_haddr, Mux(u_run, sweep.h_addr, io_addr))),
             pred_rd.addr.eq(resp_grp if G > 1 else resp_i),
             t_rd.addr.eq(L_row + io_k),
         ]
