@@ -20,7 +20,9 @@ from xnorlearn.hw._arith import adder_tree, shifted_terms
 from xnorlearn.hw._params import check_int as _check_int
 from xnorlearn.hw.classifier import LocalClassifier
 from xnorlearn.hw.cp_sequencer import CpSequencer, pick_layout
+from xnorlearn.hw.fwd_source import ForwardSource
 from xnorlearn.hw.layer_config import LayerConfig
+from xnorlearn.hw.pick_drain import PickDrain
 from xnorlearn.hw.popcount import XnorPopcount
 from xnorlearn.hw.prng import Mix32
 from xnorlearn.hw.selector import GroupSelector
@@ -289,7 +291,6 @@ class TrainerCore(wiring.Component):
         S = P // 32                   # host words per A word
         LOGS = exact_log2(S)
         Q = P // 4                    # host words per H word
-        LOGQ = exact_log2(Q)
         G = self._fwd_patterns
         MBG = -(-MB // G)             # rows of A (per layer), labels and predictions
         region = MBG * AW             # A words per layer region
@@ -390,7 +391,7 @@ class TrainerCore(wiring.Component):
                             patterns=G)
         clss = [LocalClassifier(classes=C, max_width=MW) for _ in range(G)]
         sels = [GroupSelector(z_bits=zw, max_width=MW) for _ in range(G)]
-        cls, sel = clss[0], sels[0]
+        cls = clss[0]
         m.submodules.threshold = fw_flushed(thr)
         for j in range(G):
             m.submodules[lane_name("popcount", j)] = fw_flushed(pcs[j])
@@ -398,6 +399,9 @@ class TrainerCore(wiring.Component):
             m.submodules[lane_name("selector", j)] = fw_flushed(sels[j])
         tag = data.StructLayout({"addr": waddr_bits})
         m.submodules.engine = eng = UpdateEngine(lanes=P, h_bits=HB, tag_shape=tag)
+        m.submodules.source = src = ForwardSource(
+            lanes=P, patterns=G, max_batch=MB, max_width=MW, a_words=AW, addr_bits=waddr_bits,
+            a_depth=ML * region)
         m.submodules.cp = cps = CpSequencer(
             lanes=P, max_batch=MB, max_width=MW, patterns=G, classes=C, a_words=AW,
             addr_bits=waddr_bits, a_depth=ML * region, list_depth=ML * pick_region,
@@ -406,14 +410,9 @@ class TrainerCore(wiring.Component):
             lanes=P, draw_lanes=D, width_bits=self._width_bits, max_words=AW,
             addr_bits=waddr_bits, mul_stages=3)
         m.submodules.mix = mix = Mix32(lanes=1, soft_multipliers=True)
-        pick_fifos = [SyncFIFO(width=len(sel.o.payload.as_value()), depth=MG + 16)
-                      for _ in range(G)]
-        pick_fifo = pick_fifos[0]
-        dec_fifo = SyncFIFO(width=G, depth=32)
+        m.submodules.drain = drain = PickDrain(patterns=G, max_batch=MB, max_width=MW,
+                                               max_groups=MG, list_depth=ML * pick_region)
         lab_fifo = SyncFIFO(width=G * label_bits, depth=32)
-        for j in range(G):
-            m.submodules[lane_name("pick_fifo", j)] = fw_flushed(pick_fifos[j])
-        m.submodules.dec_fifo = fw_flushed(dec_fifo)
         m.submodules.lab_fifo = fw_flushed(lab_fifo)
 
         # -- registers -------------------------------------------------------------------------
@@ -450,79 +449,34 @@ class TrainerCore(wiring.Component):
 
         # -- forward pass: word generator -> popcount -------------------------------------------
         # Layer 0 starts with the TRAIN packet's header and follows the load group by
-        # group: the G patterns from `g_mu` stream once they are in A.
+        # group: a group of G patterns streams once they are in A (`ForwardSource`).
         ld_mu = Signal(range(MB + 1))  # patterns loaded
-        g_active = Signal()
-        g_mu = Signal(range(MB + 1))   # first pattern of the group
-        g_k = Signal(range(MW + 1))
-        g_w = Signal(range(AW + 1))
-        g_waddr = Signal(waddr_bits)
-        g_abase = Signal(range(ML * region + 1))
-        g_aaddr = Signal(range(ML * region + 1))   # g_abase + g_w, by counting
-        if G > 1:
-            g_need = Signal(range(MB + 1))   # min(g_mu + G, bs): end of the group
-            g_go = g_active & (g_need <= ld_mu)
-            g_last_grp = g_need == bs
-        else:
-            g_go = g_active & (g_mu < ld_mu)
-            g_last_grp = g_mu == bs_m1
-        # Two stages after the generator, which move or hold together: `r` (the A word out
-        # of its block RAM, W in its rows' registers), `q` (A registered, W ORed).
-        r_valid, q_valid = Signal(), Signal()
-        r_count, q_count = Signal(range(P + 1)), Signal(range(P + 1))
-        r_last, q_last = Signal(), Signal()
-        q_a = Signal(G * P, reset_less=True)
-        assert weights.w_read_latency == 2
-        fw_adv = ~q_valid | pc.i.ready
-        fw_bank = cur_l[0] if ML > 1 else 0
-        fw_a_data = Mux(fw_bank, a_rd[-1].data, a_rd[0].data)
-        with m.If(fw_adv):
-            m.d.sync += [
-                r_valid.eq(g_go),
-                r_count.eq(Mux(g_w == L_words_m1, L_last, P)),
-                r_last.eq(g_w == L_words_m1),
-                q_valid.eq(r_valid),
-                q_count.eq(r_count),
-                q_last.eq(r_last),
-                q_a.eq(fw_a_data),
-            ]
-            with m.If(g_go):
-                with m.If(g_w == L_words_m1):
-                    m.d.sync += g_w.eq(0)
-                    with m.If(g_k == L_kout_m1):
-                        m.d.sync += [g_k.eq(0), g_waddr.eq(L_base), g_abase.eq(g_abase + AW),
-                                     g_aaddr.eq(g_abase + AW)]
-                        if G > 1:
-                            m.d.sync += [g_mu.eq(g_need),
-                                         g_need.eq(Mux(g_need + G >= bs, bs, g_need + G))]
-                        else:
-                            m.d.sync += g_mu.eq(g_mu + 1)
-                        with m.If(g_last_grp):
-                            m.d.sync += g_active.eq(0)
-                    with m.Else():
-                        m.d.sync += [g_k.eq(g_k + 1), g_waddr.eq(g_waddr + 1),
-                                     g_aaddr.eq(g_abase)]
-                with m.Else():
-                    m.d.sync += [g_w.eq(g_w + 1), g_waddr.eq(g_waddr + 1),
-                                 g_aaddr.eq(g_aaddr + 1)]
+        assert weights.w_read_latency == src.W_LATENCY
         m.d.comb += [
-            weights.w_rd_addr.eq(g_waddr),
-            weights.w_rd_en.eq(fw_adv),
+            src.bs.eq(bs), src.bs_m1.eq(bs_m1), src.loaded.eq(ld_mu), src.flush.eq(flush),
+            src.layer.base.eq(L_base), src.layer.words_m1.eq(L_words_m1),
+            src.layer.kout_m1.eq(L_kout_m1), src.layer.last.eq(L_last),
+            weights.w_rd_addr.eq(src.w_rd.addr),
+            weights.w_rd_en.eq(src.w_rd.en),
+            src.w_rd.data.eq(weights.w_rd_data),
+            src.a_rd.data.eq(Mux(cur_l[0], a_rd[-1].data, a_rd[0].data) if ML > 1
+                             else a_rd[0].data),
+            src.o.ready.eq(pc.i.ready),
         ]
+        fw_adv = src.a_rd.en
         for j, pcj in enumerate(pcs):
             m.d.comb += [
-                pcj.i.valid.eq(q_valid),
-                pcj.i.payload.a.eq(q_a.word_select(j, P)),
-                pcj.i.payload.w.eq(weights.w_rd_data),
-                pcj.i.payload.count.eq(q_count),
-                pcj.i.payload.last.eq(q_last),
+                pcj.i.valid.eq(src.o.valid),
+                pcj.i.payload.a.eq(src.o.payload.a.word_select(j, P)),
+                pcj.i.payload.w.eq(src.o.payload.w),
+                pcj.i.payload.count.eq(src.o.payload.count),
+                pcj.i.payload.last.eq(src.o.payload.last),
             ]
 
         # -- forward pass: z -> threshold, classifier, selector ---------------------------------
         # Everything after the popcount is always ready (its outputs go to FIFOs and memories
         # that are checked for room here), so the stages below never stall.
-        gate = (Cat(pf.level < MG + 8 for pf in pick_fifos).all()
-                & (dec_fifo.level < 8) & (lab_fifo.level < 8))
+        gate = drain.room & (lab_fifo.level < 8)
         take = pc.o.valid & gate
         c_k = Signal(range(MW + 1))
         c_mu = Signal(range(MB + 1))  # group (row of A, labels, predictions)
@@ -591,8 +545,8 @@ class TrainerCore(wiring.Component):
                 sels[j].i.payload.last.eq(s2_last),
                 sels[j].gamma.eq(L_gamma),
                 sels[j].o.ready.eq(1),
-                pick_fifos[j].w_en.eq(sels[j].o.valid),
-                pick_fifos[j].w_data.eq(sels[j].o.payload.as_value()),
+                drain.picks[j].valid.eq(sels[j].o.valid),
+                drain.picks[j].payload.eq(sels[j].o.payload),
             ]
         m.d.comb += [
             lab_fifo.w_en.eq(s2_valid & s2_last),
@@ -616,8 +570,8 @@ class TrainerCore(wiring.Component):
                    for j, c in enumerate(clss)]
         m.d.comb += [
             lab_fifo.r_en.eq(cls.o.valid),
-            dec_fifo.w_en.eq(cls.o.valid),
-            dec_fifo.w_data.eq(Cat(c.o.valid & c.o.payload.update for c in clss)),
+            drain.decisions.valid.eq(cls.o.valid),
+            drain.decisions.payload.eq(Cat(c.o.valid & c.o.payload.update for c in clss)),
             pred_wr.addr.eq(cls_mu),
             pred_wr.data.eq(Cat(c.o.payload.pred for c in clss)),
             pred_wr.en.eq(cls.o.valid & is_last_layer),
@@ -631,47 +585,16 @@ class TrainerCore(wiring.Component):
                 with m.If(is_last_layer & cls_err[0]):
                     m.d.sync += batch_errors.eq(batch_errors + 1)
 
-        # Picks of patterns that need an update go to the layer's pick list.
-        # The lanes of a group are drained in order (`drain_j`), so the list stays in
-        # pattern order.
-        drain_mu = Signal(range(MB + 1))
-        pick_n = Signal(range(pick_region + 1))
-        head = Signal(sel.o.payload.shape())
-        if G > 1:
-            drain_j = Signal(range(G))
-            drain_grp = Signal(range(MBG + 1))
-            m.d.comb += head.eq(Array(pf.r_data for pf in pick_fifos)[drain_j])
-            drain = Array(pf.r_rdy for pf in pick_fifos)[drain_j] & dec_fifo.r_rdy
-            keep = drain & head.valid & dec_fifo.r_data.bit_select(drain_j, 1)
-            lane_end = (drain_j == G - 1) | (drain_mu + 1 == bs)
-            for j, pf in enumerate(pick_fifos):
-                m.d.comb += pf.r_en.eq(drain & (drain_j == j))
-            m.d.comb += [dec_fifo.r_en.eq(drain & head.last & lane_end),
-                         pick_wr.data.grp.eq(drain_grp), pick_wr.data.slot.eq(drain_j)]
-            with m.If(drain & head.last):
-                m.d.sync += drain_j.eq(Mux(lane_end, 0, drain_j + 1))
-                with m.If(lane_end):
-                    m.d.sync += drain_grp.eq(drain_grp + 1)
-        else:
-            m.d.comb += head.eq(pick_fifo.r_data)
-            drain = pick_fifo.r_rdy & dec_fifo.r_rdy
-            keep = drain & head.valid & dec_fifo.r_data
-            m.d.comb += [pick_fifo.r_en.eq(drain), dec_fifo.r_en.eq(drain & head.last)]
-        m.d.comb += [
-            pick_wr.addr.eq(cur_l * pick_region + pick_n),
-            pick_wr.data.mu.eq(drain_mu),
-            pick_wr.data.k.eq(head.index),
-            pick_wr.en.eq(keep),
-        ]
-        with m.If(keep):
-            m.d.sync += pick_n.eq(pick_n + 1)
-        with m.If(drain & head.last):
-            m.d.sync += drain_mu.eq(drain_mu + 1)
-        layer_done = ~g_active & ~r_valid & ~q_valid & (drain_mu == bs)
+        # Picks of patterns that need an update go to the layer's pick list, in pattern order.
+        m.d.comb += [drain.bs.eq(bs), drain.list_base.eq(cur_l * pick_region),
+                     drain.flush.eq(flush)]
+        wiring.connect(m, drain.pick_wr, pick_wr)
+        drain_mu, pick_n = drain.drained, drain.count
+        layer_done = ~src.active & src.empty & (drain_mu == bs)
         # Nothing of the forward pass in flight: the generator waits at a pattern boundary
         # (or is done) and every generated pattern has left the pipeline.
-        fw_quiet = ~r_valid & ~q_valid & (g_w == 0) & (g_k == 0) & (drain_mu == g_mu)
-        fw_busy = g_go | ~fw_quiet
+        fw_quiet = src.empty & src.at_group & (drain_mu == src.mu)
+        fw_busy = src.go | ~fw_quiet
 
         # -- updates: CP pick prefetch -> word issue, reinforcement draws -> word issue ---------
         # The update machine works on layer `u_l` once its pick list is complete
@@ -824,7 +747,7 @@ class TrainerCore(wiring.Component):
         out = self.m_axis.payload
 
         # Default addresses and write ports (overridden per state below).
-        fw_a_rdaddr = g_aaddr
+        fw_a_rdaddr = src.a_rd.addr
         for b in range(len(a_rd)):
             cp_here = u_run & ((u_l[0] == b) if ML > 1 else 1)
             m.d.comb += [
@@ -904,16 +827,12 @@ class TrainerCore(wiring.Component):
                 m.next = "DISCARD"
 
         def start_fwd(layer, count):
-            m.d.sync += [
-                g_active.eq(1), g_mu.eq(0), g_k.eq(0), g_w.eq(0),
-                g_waddr.eq(Array(cfg.bases)[layer]),
-                g_abase.eq((layer >> 1) * region), g_aaddr.eq((layer >> 1) * region),
-                c_k.eq(0), c_mu.eq(0), cls_mu.eq(0),
-                drain_mu.eq(0), pick_n.eq(0), abuf.eq(0),
-            ]
+            m.d.comb += [src.start.eq(1), src.w_base.eq(Array(cfg.bases)[layer]),
+                         src.a_base.eq((layer >> 1) * region), src.count.eq(count),
+                         drain.start.eq(1)]
+            m.d.sync += [c_k.eq(0), c_mu.eq(0), cls_mu.eq(0), abuf.eq(0)]
             if G > 1:
-                m.d.sync += [g_need.eq(Mux(count > G, G, count)), c_left.eq(count),
-                             drain_j.eq(0), drain_grp.eq(0)]
+                m.d.sync += c_left.eq(count)
 
         # The header word is registered before it is decoded (state DECODE).
         hdr = Signal(32)
@@ -1249,7 +1168,7 @@ class TrainerCore(wiring.Component):
                         m.next = "RPT_RD"
 
         with m.If(flush):
-            m.d.sync += [g_active.eq(0), r_valid.eq(0), q_valid.eq(0), s1_valid.eq(0),
+            m.d.sync += [s1_valid.eq(0),
                          t["valid"].eq(0), s2_valid.eq(0)]
 
         return ResetInserter({"sync": self.soft_reset})(m)
