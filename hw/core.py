@@ -410,9 +410,16 @@ class TrainerCore(wiring.Component):
             lanes=P, draw_lanes=D, width_bits=self._width_bits, max_words=AW,
             addr_bits=waddr_bits, mul_stages=3)
         m.submodules.mix = mix = Mix32(lanes=1, soft_multipliers=True)
+        # Words between the generator and the FIFOs when `fw_room` falls, at most one per
+        # cycle: `fw_room` (1), the generator's two stages, the popcount, `s1`/`t`/`s2`
+        # (3), then the selector (1) or the classifier, and a margin of 2.
+        fw_slack = 1 + 2 + pc.latency + 3 + max(1, cls.latency) + 2
         m.submodules.drain = drain = PickDrain(patterns=G, max_batch=MB, max_width=MW,
-                                               max_groups=MG, list_depth=ML * pick_region)
-        lab_fifo = SyncFIFO(width=G * label_bits, depth=32)
+                                               max_groups=MG, list_depth=ML * pick_region,
+                                               slack=fw_slack)
+        lab_fifo = SyncFIFO(width=G * label_bits, depth=32 + fw_slack)
+        fw_room = Signal()
+        m.d.sync += fw_room.eq(drain.room & (lab_fifo.level < 8))
         m.submodules.lab_fifo = fw_flushed(lab_fifo)
 
         # -- registers -------------------------------------------------------------------------
@@ -461,7 +468,8 @@ class TrainerCore(wiring.Component):
             src.w_rd.data.eq(weights.w_rd_data),
             src.a_rd.data.eq(Mux(cur_l[0], a_rd[-1].data, a_rd[0].data) if ML > 1
                              else a_rd[0].data),
-            src.o.ready.eq(pc.i.ready),
+            src.o.ready.eq(1),
+            src.hold.eq(~fw_room),
         ]
         fw_adv = src.a_rd.en
         for j, pcj in enumerate(pcs):
@@ -474,10 +482,12 @@ class TrainerCore(wiring.Component):
             ]
 
         # -- forward pass: z -> threshold, classifier, selector ---------------------------------
-        # Everything after the popcount is always ready (its outputs go to FIFOs and memories
-        # that are checked for room here), so the stages below never stall.
-        gate = drain.room & (lab_fifo.level < 8)
-        take = pc.o.valid & gate
+        # Nothing after the generator stalls: the popcounts' results are always taken (so
+        # their inputs are always ready, `test_latency_and_throughput`) and the stages after
+        # them feed FIFOs and memories. The generator holds while a FIFO is short of room
+        # (`fw_room`, a register), and the FIFOs have `fw_slack` entries more for the words
+        # already on their way: the wide A and W registers need no clock enable.
+        take = pc.o.valid
         c_k = Signal(range(MW + 1))
         c_mu = Signal(range(MB + 1))  # group (row of A, labels, predictions)
         c_last = c_k == L_kout_m1
@@ -496,7 +506,7 @@ class TrainerCore(wiring.Component):
         s1_last = Signal()
         s1_mask = Signal(G)
         for pcj in pcs:
-            m.d.comb += pcj.o.ready.eq(gate)
+            m.d.comb += pcj.o.ready.eq(1)
         m.d.comb += [
             thr.i.valid.eq(take),
             thr.i.payload.index.eq(L_row + c_k),

@@ -55,6 +55,9 @@ class ForwardSource(wiring.Component):
         Patterns whose ``A`` words are in memory.
     flush : ``In(1)``
         Empties the source (it forgets the layer).
+    hold : ``In(1)``
+        No word is generated in this cycle (those already generated go on): the consumers'
+        way of pausing the source without backpressure on ``o``.
     layer : ``In(StructLayout({"base", "words_m1", "kout_m1", "last"}))``
         The layer's first ``W`` word, words per neuron - 1, width - 1 and weights of a
         neuron's last word; static during a layer.
@@ -67,7 +70,7 @@ class ForwardSource(wiring.Component):
     active : ``Out(1)``
         A layer is being read (from ``start`` until its last group has been generated).
     go : ``Out(1)``
-        A word is generated in this cycle if the pipeline moves.
+        A word is generated in this cycle if the pipeline moves (not while ``hold``).
     mu : ``Out(range(max_batch + 1))``
         First pattern of the group being generated.
     empty : ``Out(1)``
@@ -106,6 +109,7 @@ class ForwardSource(wiring.Component):
             "bs_m1": In(range(-1, max_batch)),
             "loaded": In(range(max_batch + 1)),
             "flush": In(1),
+            "hold": In(1),
             "layer": In(data.StructLayout({
                 "base": 32, "words_m1": (words - 1).shape(), "kout_m1": (kout - 1).shape(),
                 "last": range(lanes + 1)})),
@@ -143,10 +147,10 @@ class ForwardSource(wiring.Component):
         g_aaddr = Signal(range(self._a_depth + 1))   # g_abase + g_w, by counting
         if G > 1:
             g_need = Signal(range(MB + 1))   # min(g_mu + G, bs): end of the group
-            g_go = g_active & (g_need <= self.loaded)
+            g_go = g_active & ~self.hold & (g_need <= self.loaded)
             g_last_grp = g_need == bs
         else:
-            g_go = g_active & (g_mu < self.loaded)
+            g_go = g_active & ~self.hold & (g_mu < self.loaded)
             g_last_grp = g_mu == self.bs_m1
         # Two stages after the generator, which move or hold together: `r` (the A word out
         # of its block RAM, W in its rows' registers), `q` (A registered, W ORed).

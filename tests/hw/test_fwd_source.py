@@ -43,6 +43,8 @@ def bits(rng, n):
 @pytest.mark.parametrize("lanes, patterns", [(32, 1), (32, 3), (64, 4)])
 @pytest.mark.parametrize("stall", [0.0, 0.5])
 def test_against_layer_walk(lanes, patterns, stall):
+    """``stall``: the share of cycles with ``o.ready`` low; half as many hold the
+    generator."""
     rng = np.random.default_rng([lanes, patterns, int(stall * 10)])
     top = Harness(lanes=lanes, patterns=patterns)
     dut, P, G = top.dut, lanes, patterns
@@ -110,6 +112,7 @@ def test_against_layer_walk(lanes, patterns, stall):
                     ctx.set(dut.loaded, loaded)
                 ready = bool(rng.random() >= stall)
                 ctx.set(dut.o.ready, ready)
+                ctx.set(dut.hold, bool(rng.random() < stall / 2))
                 if ctx.get(dut.o.valid) and ready:
                     g, w_word, count, is_last, w = want[got]
                     p = ctx.get(dut.o.payload)
@@ -137,7 +140,7 @@ def test_against_layer_walk(lanes, patterns, stall):
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
-    assert checked["words"] > 150 and checked["flushes"] >= 2 and checked["waits"] > 0
+    assert checked["words"] > 100 and checked["flushes"] >= 2 and checked["waits"] > 0
 
 
 def test_gapless_without_stalls():
