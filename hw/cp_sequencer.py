@@ -161,10 +161,8 @@ class CpSequencer(wiring.Component):
         f0_v, f1_v, f2_v, nx_v = Signal(), Signal(), Signal(), Signal()
         f1_k, f2_k, nx_k = Signal(range(MW)), Signal(range(MW)), Signal(range(MW))
         f1_mu, f2_mu = Signal(range(MB)), Signal(range(MB))
-        words_m = Signal.like(geo.words, name="words_m", reset_less=True)
         f2_row = Signal(self._classes, reset_less=True)
         f2_y = Signal.like(self.label_rd.data, reset_less=True)
-        m.d.sync += words_m.eq(geo.words)
         nx_hbase = Signal(waddr_bits, reset_less=True)
         nx_abase = Signal(range(self._a_depth + 1), reset_less=True)
         nx_rho = Signal()
@@ -197,7 +195,7 @@ class CpSequencer(wiring.Component):
             self.label_rd.en.eq(pf_en),
         ]
         # `k * words` in the f1 and f2 stages, by a two-level adder tree.
-        f2_prod, _ = adder_tree(m, shifted_terms(pk.k, words_m, waddr_bits), waddr_bits,
+        f2_prod, _ = adder_tree(m, shifted_terms(pk.k, geo.words, waddr_bits), waddr_bits,
                                 "f2_prod", en=pf_en, arity=4, latency=2)
         if G > 1:
             # The pick's pattern within its row of A: `grp` and `slot` ride along with `mu`.
