@@ -16,31 +16,24 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2, exact_log2
 
 from xnorlearn.contract import LAYER_SHIFT, OPCODE_SHIFT, STATUS_TAG, ErrorCode, Opcode, Phase
-from xnorlearn.hw._arith import adder_tree, shifted_terms
+from xnorlearn.hw._params import check_draw_lanes, check_lanes
 from xnorlearn.hw._params import check_int as _check_int
 from xnorlearn.hw.classifier import LocalClassifier
-from xnorlearn.hw.cp_sequencer import CpSequencer, pick_layout
+from xnorlearn.hw.cp_sequencer import pick_layout
 from xnorlearn.hw.fwd_source import ForwardSource
 from xnorlearn.hw.layer_config import LayerConfig
 from xnorlearn.hw.pick_drain import PickDrain
 from xnorlearn.hw.popcount import XnorPopcount
-from xnorlearn.hw.prng import Mix32
 from xnorlearn.hw.selector import GroupSelector
-from xnorlearn.hw.sweep import ReinforceSweep
 from xnorlearn.hw.threshold import ThresholdUnit
-from xnorlearn.hw.update import THRESHOLD_BITS, UpdateEngine, UpdateOp
+from xnorlearn.hw.update import THRESHOLD_BITS
+from xnorlearn.hw.update_path import UpdatePath
 from xnorlearn.hw.weights import WeightStore
-from xnorlearn.sw.golden.prng import GOLDEN
 
 __all__ = ["TrainerCore", "Opcode", "ErrorCode", "Phase", "AXIS_LAYOUT", "STATUS_TAG"]
 
 #: Payload of the command and response streams (one 32-bit word and ``tlast``).
 AXIS_LAYOUT = data.StructLayout({"data": 32, "last": 1})
-
-def _lane_mask(count, lanes):
-    """Bit ``n`` set when ``n < count``."""
-    return Cat(*(count > n for n in range(lanes)))
-
 
 class TrainerCore(wiring.Component):
     """CP+R training accelerator core: one minibatch per ``TRAIN`` packet.
@@ -195,9 +188,7 @@ class TrainerCore(wiring.Component):
 
     def __init__(self, *, lanes, max_layers, max_width, max_fan_in, classes, max_batch,
                  max_groups, weight_words, h_bits=8, draw_lanes=16, fwd_patterns=1):
-        _check_int("lanes", lanes, 32, 1024)
-        if lanes & (lanes - 1):
-            raise ValueError(f"lanes must be a power of two, not {lanes}")
+        check_lanes(lanes)
         _check_int("max_layers", max_layers, 1, 8)
         _check_int("max_width", max_width, 2, 4095)
         _check_int("max_fan_in", max_fan_in, 1, 4095)
@@ -206,10 +197,7 @@ class TrainerCore(wiring.Component):
         _check_int("max_groups", max_groups, 1, 64)
         _check_int("weight_words", weight_words, 1, 1 << 20)
         _check_int("h_bits", h_bits, 2, 8)
-        _check_int("draw_lanes", draw_lanes, 2, lanes)
-        if lanes % draw_lanes or draw_lanes % 2:
-            raise ValueError(f"draw_lanes must be an even divisor of lanes ({lanes}), "
-                             f"not {draw_lanes}")
+        check_draw_lanes(draw_lanes, lanes)
         _check_int("fwd_patterns", fwd_patterns, 1, 64)
         self._lanes = lanes
         self._max_layers = max_layers
@@ -325,9 +313,6 @@ class TrainerCore(wiring.Component):
         L_words_m1, L_kout_m1, L_hw_m1 = fwd.words_m1, fwd.kout_m1, fwd.hw_m1
         is_last_layer = fwd.is_last
         L_row = cur_l * MW            # first row of the layer in Pmem / T
-        U_words, U_last, U_base, U_kin = upd.words, upd.last, upd.base, upd.kin
-        U_words_m1, U_kout_m1, U_chunks_m1 = upd.words_m1, upd.kout_m1, upd.chunks_m1
-        U_thresh, U_key = upd.thresh, upd.key
         U_row = u_l * MW
 
         # -- memories --------------------------------------------------------------------------
@@ -397,19 +382,14 @@ class TrainerCore(wiring.Component):
             m.submodules[lane_name("popcount", j)] = fw_flushed(pcs[j])
             m.submodules[lane_name("classifier", j)] = fw_flushed(clss[j])
             m.submodules[lane_name("selector", j)] = fw_flushed(sels[j])
-        tag = data.StructLayout({"addr": waddr_bits})
-        m.submodules.engine = eng = UpdateEngine(lanes=P, h_bits=HB, tag_shape=tag)
         m.submodules.source = src = ForwardSource(
             lanes=P, patterns=G, max_batch=MB, max_width=MW, a_words=AW, addr_bits=waddr_bits,
             a_depth=ML * region)
-        m.submodules.cp = cps = CpSequencer(
-            lanes=P, max_batch=MB, max_width=MW, patterns=G, classes=C, a_words=AW,
-            addr_bits=waddr_bits, a_depth=ML * region, list_depth=ML * pick_region,
-            row_depth=ML * MW, hazard=weights.h_read_latency + eng.latency)
-        m.submodules.sweep = sweep = ReinforceSweep(
-            lanes=P, draw_lanes=D, width_bits=self._width_bits, max_words=AW,
-            addr_bits=waddr_bits, mul_stages=3)
-        m.submodules.mix = mix = Mix32(lanes=1, soft_multipliers=True)
+        m.submodules.updates = upd_path = UpdatePath(
+            lanes=P, draw_lanes=D, h_bits=HB, patterns=G, max_batch=MB, max_width=MW,
+            classes=C, a_words=AW, width_bits=self._width_bits, addr_bits=waddr_bits,
+            a_depth=ML * region, list_depth=ML * pick_region, row_depth=ML * MW,
+            max_layers=ML, h_read_latency=weights.h_read_latency)
         # Words between the generator and the FIFOs when `fw_room` falls, at most one per
         # cycle: `fw_room` (1), the generator's two stages, the popcount, `s1`/`t`/`s2`
         # (3), then the selector (1) or the classifier, and a margin of 2.
@@ -431,7 +411,6 @@ class TrainerCore(wiring.Component):
         err_code = Signal(ErrorCode)
         pick_counts = [Signal(range(pick_region + 1), name=f"picks{l}") for l in range(ML)]
         fw_done = Signal(range(ML + 1))   # layers whose forward pass (and pick list) is complete
-        inflight = Signal(16)         # update-engine words issued and not yet written back
         step = Signal(32)
         counters = {name: Signal(32, name=f"count_{name}") for name in
                     ("patterns", "errors", "cycles", "cycles_forward", "cycles_update",
@@ -606,123 +585,32 @@ class TrainerCore(wiring.Component):
         fw_quiet = src.empty & src.at_group & (drain_mu == src.mu)
         fw_busy = src.go | ~fw_quiet
 
-        # -- updates: CP pick prefetch -> word issue, reinforcement draws -> word issue ---------
-        # The update machine works on layer `u_l` once its pick list is complete
-        # (`u_l < fw_done`): first the CP updates, then the reinforcement sweep.
-        u_run = Signal()
-        U_picks = Array(pick_counts)[u_l]
-
-        # CP updates: the pick list streamed as the words to update.
+        # -- updates: the CP updates, then the reinforcement sweep, of layer `u_l` once its
+        # pick list is complete (`u_l < fw_done`).
         m.d.comb += [
-            cps.run.eq(u_run),
-            cps.picks.eq(U_picks),
-            cps.list_base.eq(u_l * pick_region),
-            cps.row_base.eq(U_row),
-            cps.a_base.eq((u_l >> 1) * region),
-            cps.layer.words.eq(U_words),
-            cps.layer.words_m1.eq(U_words_m1),
-            cps.layer.last.eq(U_last),
-            cps.layer.base.eq(U_base),
+            upd_path.go.eq((op == Opcode.TRAIN) & (u_l < fw_done)),
+            upd_path.index.eq(u_l),
+            upd_path.step.eq(step),
+            upd_path.picks.eq(Array(pick_counts)[u_l]),
+            upd_path.list_base.eq(u_l * pick_region),
+            upd_path.row_base.eq(U_row),
+            upd_path.a_base.eq((u_l >> 1) * region),
+            upd_path.a_data.eq(Mux(u_l[0], a_rd[-1].data, a_rd[0].data) if ML > 1
+                               else a_rd[0].data),
+            upd_path.h_data.eq(weights.h_rd_data),
         ]
-        wiring.connect(m, cps.pick_rd, pick_rd)
-        wiring.connect(m, cps.row_rd, p_rd_cp)
-        wiring.connect(m, cps.label_rd, y_rd_cp)
-        cp_valid, cp_act, cp_haddr, cp_a_addr = cps.o.valid, cps.active, cps.h_addr, cps.a_addr
-        cp_addr, cp_count, cp_qrho, cp_qslot = (
-            cps.o.payload[f] for f in ("addr", "count", "rho", "slot"))
-        cp_all_issued = cps.done
-        # The sweep's draw requests start two cycles after the last CP word was issued;
-        # its first H read comes the draws' latency later, after that word's write-back.
-        assert 2 + sweep.latency > cps.hazard
-        rf_ok = Signal()
-        cp_done_d = Signal()
-        with m.If(u_run):
-            m.d.sync += [cp_done_d.eq(cp_all_issued), rf_ok.eq(cp_done_d)]
-
-        # Reinforcement: the sweep walks the layer's words and delivers each with its draws.
-        m.d.comb += [
-            sweep.base.eq(U_base),
-            sweep.layer.kin.eq(U_kin),
-            sweep.layer.kout_m1.eq(U_kout_m1),
-            sweep.layer.words_m1.eq(U_words_m1),
-            sweep.layer.last.eq(U_last),
-            sweep.layer.chunks_m1.eq(U_chunks_m1),
-            sweep.enable.eq(u_run & rf_ok),
-        ]
-        rf_valid = sweep.o.valid
-        rf_addr, rf_count, rf_draw = (sweep.o.payload[f] for f in ("addr", "count", "draw"))
-
-        # The engine's operands wait in `e1`, `e2` for H, which is read with two cycles more
-        # latency than A.
-        e0 = Signal(eng.input_layout)
-        e_prev, v_prev = e0, cp_valid | rf_valid
-        for d in range(1, weights.h_read_latency):
-            e_d = Signal(eng.input_layout, name=f"e{d}", reset_less=True)
-            v_d = Signal(name=f"e{d}_valid")
-            # Operands load only with a word (the engine never stalls).
-            with m.If(v_prev):
-                m.d.sync += e_d.eq(e_prev)
-            m.d.sync += v_d.eq(v_prev)
-            e_prev, v_prev = e_d, v_d
-        # Words from their H read to their write-back: counted from `cp_valid | rf_valid`
-        # (registers), which keeps the issue decisions off this adder.
-        m.d.sync += inflight.eq(inflight + (cp_valid | rf_valid) - eng.o.valid)
-        cp_a_data = Mux(u_l[0], a_rd[-1].data, a_rd[0].data) if ML > 1 else a_rd[0].data
-        m.d.comb += [
-            e0.op.eq(Mux(cp_valid, UpdateOp.CP, UpdateOp.REINFORCE)),
-            e0.a.eq(cp_a_data.word_select(cp_qslot, P) if G > 1 else cp_a_data),
-            e0.rho.eq(cp_qrho),
-            e0.mask.eq(_lane_mask(Mux(cp_valid, cp_count, rf_count), P)),
-            e0.draw.eq(rf_draw),
-            e0.threshold.eq(U_thresh),
-            e0.tag.addr.eq(Mux(cp_valid, cp_addr, rf_addr)),
-            eng.i.valid.eq(v_prev),
-            eng.i.payload.eq(e_prev),
-            eng.i.payload.h.as_value().eq(weights.h_rd_data),
-            eng.o.ready.eq(1),
-            mix.o.ready.eq(1),
-        ]
-        u_finished = u_run & rf_ok & sweep.done & (inflight == 0)
+        for name in ("words", "words_m1", "last", "base", "kin", "kout_m1", "chunks_m1",
+                     "thresh", "key"):
+            m.d.comb += upd_path.layer[name].eq(upd[name])
+        wiring.connect(m, upd_path.pick_rd, pick_rd)
+        wiring.connect(m, upd_path.row_rd, p_rd_cp)
+        wiring.connect(m, upd_path.label_rd, y_rd_cp)
+        with m.If(upd_path.done):
+            m.d.comb += u_l_nx.eq(u_l + 1)
+        u_run = upd_path.running
         # Phase while only the update machine works (it is hidden under later layers'
         # forward passes otherwise).
-        u_phase = Mux(rf_ok, Phase.REINFORCE, Phase.UPDATE)
-
-        # The sweep key's input `KEY_l + STEP * GOLDEN`: STEP copied into a register, the
-        # product by an adder tree of its shifted copies, then plus the key. `seed_tag`
-        # names the (STEP, layer) it was made from, and a sweep starts only once that is
-        # the current one.
-        tag_now = Cat(step, u_l)
-        seed_step = Signal(32, reset_less=True)
-        m.d.sync += seed_step.eq(step)
-        seed_prod, seed_levels = adder_tree(m, shifted_terms(seed_step, GOLDEN, 32), 32,
-                                            "seed_prod")
-        seed_key, seed_tag = U_key, tag_now
-        for k in range(1 + seed_levels):
-            key = Signal(32, name=f"seed_key{k}", reset_less=True)
-            tag = Signal(len(tag_now), name=f"seed_tag{k}")
-            m.d.sync += [key.eq(seed_key), tag.eq(seed_tag)]
-            seed_key, seed_tag = key, tag
-        seed = Signal(32, reset_less=True)
-        m.d.sync += seed.eq((seed_key + seed_prod)[:32])
-        seed_tag_prev, seed_tag = seed_tag, Signal(len(tag_now), name="seed_tag")
-        m.d.sync += seed_tag.eq(seed_tag_prev)
-        seed_ok = seed_tag == tag_now
-
-        with m.FSM(name="update"):
-            with m.State("U_IDLE"):
-                start = (op == Opcode.TRAIN) & (u_l < fw_done) & seed_ok
-                m.d.comb += [mix.i.valid.eq(start), mix.i.payload.x[0].eq(seed)]
-                m.d.sync += [rf_ok.eq(0), cp_done_d.eq(0)]
-                m.d.comb += [cps.clear.eq(1), sweep.clear.eq(1)]
-                with m.If(start & mix.i.ready):
-                    m.next = "U_RUN"
-            with m.State("U_RUN"):
-                m.d.comb += u_run.eq(1)
-                m.d.comb += [sweep.key.valid.eq(mix.o.valid),
-                             sweep.key.payload.eq(mix.o.payload.x[0])]
-                with m.If(u_finished):
-                    m.d.comb += u_l_nx.eq(u_l + 1)
-                    m.next = "U_IDLE"
+        u_phase = Mux(upd_path.reinforcing, Phase.REINFORCE, Phase.UPDATE)
 
         # -- host I/O registers ----------------------------------------------------------------
         io_k = Signal(range(MW + 1))
@@ -761,7 +649,7 @@ class TrainerCore(wiring.Component):
         for b in range(len(a_rd)):
             cp_here = u_run & ((u_l[0] == b) if ML > 1 else 1)
             m.d.comb += [
-                a_rd[b].addr.eq(Mux(cp_here, cp_a_addr, fw_a_rdaddr)),
+                a_rd[b].addr.eq(Mux(cp_here, upd_path.a_addr, fw_a_rdaddr)),
                 a_rd[b].en.eq(cp_here | fw_adv),
                 a_wr[b].addr.eq(fw_a_addr),
                 a_wr[b].data.eq(amerged),
@@ -772,7 +660,7 @@ class TrainerCore(wiring.Component):
             y_rd.addr.eq(c_mu),
             # Selected by registers only (READ_H runs while the update machine is idle), so
             # the address reaches the block RAMs without the state decoder.
-            weights.h_rd_addr.eq(Mux(cp_act, cp_haddr, Mux(u_run, sweep.h_addr, io_addr))),
+            weights.h_rd_addr.eq(Mux(u_run, upd_path.h_addr, io_addr)),
             pred_rd.addr.eq(resp_grp if G > 1 else resp_i),
             t_rd.addr.eq(L_row + io_k),
         ]
@@ -817,10 +705,10 @@ class TrainerCore(wiring.Component):
         with m.If(wh_active):
             m.d.sync += [wh_addr_q.eq(io_addr), wh_h_q.eq(hmerged), wh_w_q.eq(wmerged)]
         m.d.comb += [
-            weights.update.valid.eq(eng.o.valid),
-            weights.update.payload.addr.eq(eng.o.payload.tag.addr),
-            weights.update.payload.h.eq(eng.o.payload.h.as_value()),
-            weights.update.payload.w.eq(eng.o.payload.w),
+            weights.update.valid.eq(upd_path.update.valid),
+            weights.update.payload.addr.eq(upd_path.update.payload.addr),
+            weights.update.payload.h.eq(upd_path.update.payload.h),
+            weights.update.payload.w.eq(upd_path.update.payload.w),
             weights.host.valid.eq(wh_we_q),
             weights.host.payload.addr.eq(wh_addr_q),
             weights.host.payload.h.eq(wh_h_q),

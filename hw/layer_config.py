@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, exact_log2
 
 from xnorlearn.hw._arith import adder_tree, shifted_terms
+from xnorlearn.hw._params import check_draw_lanes, check_lanes
 from xnorlearn.hw._params import check_int as _check_int
 from xnorlearn.hw.update import THRESHOLD_BITS
 
@@ -86,10 +87,7 @@ class LayerConfig(wiring.Component):
 
     def __init__(self, *, lanes, max_layers, width_bits, margin_bits, max_width, max_fan_in,
                  max_groups, weight_words, draw_lanes):
-        _check_int("lanes", lanes, 32, 1024)
-        if lanes & (lanes - 1):
-            raise ValueError(f"lanes must be a power of two, not {lanes}")
-        self._lanes = lanes
+        self._lanes = check_lanes(lanes)
         self._max_layers = _check_int("max_layers", max_layers, 1, 8)
         self._width_bits = _check_int("width_bits", width_bits, 1, 16)
         self._margin_bits = _check_int("margin_bits", margin_bits, 1, 16)
@@ -97,11 +95,7 @@ class LayerConfig(wiring.Component):
         self._max_fan_in = _check_int("max_fan_in", max_fan_in, 1, 4095)
         self._max_groups = _check_int("max_groups", max_groups, 1, 64)
         self._weight_words = _check_int("weight_words", weight_words, 1, 1 << 20)
-        _check_int("draw_lanes", draw_lanes, 2, lanes)
-        if lanes % draw_lanes or draw_lanes & (draw_lanes - 1):
-            raise ValueError(f"draw_lanes must be a power of two dividing lanes ({lanes}), "
-                             f"not {draw_lanes}")
-        self._draw_lanes = draw_lanes
+        self._draw_lanes = check_draw_lanes(draw_lanes, lanes)
         ml, wb = max_layers, width_bits
         # Words per neuron (the widest of a fan-in and a width, in lanes), plus one.
         words_per_neuron = max(-(-max_fan_in // lanes), -(-max_width // lanes))

@@ -4,6 +4,7 @@ from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from xnorlearn.hw._params import check_draw_lanes, check_lanes
 from xnorlearn.hw._params import check_int as _check_int
 from xnorlearn.hw.prng import ReinforceDraws
 from xnorlearn.sw.golden.prng import DRAW_BITS
@@ -84,14 +85,8 @@ class ReinforceSweep(wiring.Component):
     """
 
     def __init__(self, *, lanes, draw_lanes, width_bits, max_words, addr_bits, mul_stages=3):
-        _check_int("lanes", lanes, 32, 1024)
-        if lanes & (lanes - 1):
-            raise ValueError(f"lanes must be a power of two, not {lanes}")
-        _check_int("draw_lanes", draw_lanes, 2, lanes)
-        if lanes % draw_lanes or draw_lanes & (draw_lanes - 1):
-            raise ValueError(f"draw_lanes must be a power of two dividing lanes ({lanes}), "
-                             f"not {draw_lanes}")
-        self._lanes, self._draw_lanes = lanes, draw_lanes
+        self._lanes = check_lanes(lanes)
+        self._draw_lanes = check_draw_lanes(draw_lanes, lanes)
         self._width_bits = _check_int("width_bits", width_bits, 1, 16)
         self._max_words = _check_int("max_words", max_words, 1, 4095)
         self._addr_bits = _check_int("addr_bits", addr_bits, 1, 20)
