@@ -101,6 +101,14 @@ class TrainerCore(wiring.Component):
     ``soft_reset`` returns every register (state machine, counters, ``step``, the error
     flag, the pipelines) to its reset value from any state; memories keep their contents.
 
+    The core is the packet state machine, the memories and the wiring of its components:
+    :class:`~xnorlearn.hw.layer_config.LayerConfig`,
+    :class:`~xnorlearn.hw.weights.WeightStore`,
+    :class:`~xnorlearn.hw.fwd_source.ForwardSource` (the forward pass's words), the lanes'
+    popcounts, threshold unit, classifiers and selectors,
+    :class:`~xnorlearn.hw.pick_drain.PickDrain` (the pick list) and
+    :class:`~xnorlearn.hw.update_path.UpdatePath` (a layer's CP updates and sweep).
+
     Parameters
     ----------
     lanes : int
