@@ -4,7 +4,6 @@ runs back to back; every word's H address, count, rho, slot and A address compar
 the pick list's meaning, and the spacing of a neuron picked again checked against the
 write-back latency."""
 
-import numpy as np
 import pytest
 from amaranth import Module
 from amaranth.lib import wiring
@@ -79,8 +78,7 @@ def random_runs(rng, lanes, a_words, n, repeats):
 @pytest.mark.parametrize("lanes, patterns, hazard", [(32, 1, 6), (64, 3, 6), (32, 4, 1),
                                                      (64, 1, 3)])
 @pytest.mark.parametrize("repeats", [False, True])
-def test_against_pick_lists(lanes, patterns, hazard, repeats):
-    rng = np.random.default_rng([lanes, patterns, hazard, repeats])
+def test_against_pick_lists(rng, lanes, patterns, hazard, repeats):
     a_words = 4
     top = Harness(lanes=lanes, max_batch=MAX_BATCH, max_width=MAX_WIDTH, patterns=patterns,
                   classes=CLASSES, a_words=a_words, addr_bits=10, a_depth=LAYERS * 100,

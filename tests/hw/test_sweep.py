@@ -99,8 +99,7 @@ def random_sweeps(rng, lanes, draw_lanes, n, max_kin):
 
 @pytest.mark.parametrize("lanes, draw_lanes", [(32, 2), (32, 32), (64, 16), (64, 8)])
 @pytest.mark.parametrize("idle", [0.0, 0.4])
-def test_against_golden(lanes, draw_lanes, idle):
-    rng = np.random.default_rng([lanes, draw_lanes, int(idle * 10)])
+def test_against_golden(rng, lanes, draw_lanes, idle):
     max_kin = 3 * lanes + 5
     dut = ReinforceSweep(lanes=lanes, draw_lanes=draw_lanes, width_bits=WIDTH_BITS,
                          max_words=-(-max_kin // lanes), addr_bits=9)

@@ -5,7 +5,6 @@ neurons picked again, then the reinforcement sweep at thresholds from none to al
 hidden weight of the layer, padding lanes included, read back and compared with
 ``cp_step`` and ``reinforce_step`` applied in the golden order."""
 
-import numpy as np
 import pytest
 from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
@@ -110,8 +109,7 @@ def golden(layer):
 
 
 @pytest.mark.parametrize("patterns, draw_lanes", [(1, 16), (3, 2), (2, 32)])
-def test_against_golden(patterns, draw_lanes):
-    rng = np.random.default_rng([patterns, draw_lanes])
+def test_against_golden(rng, patterns, draw_lanes):
     top = Harness(patterns=patterns, draw_lanes=draw_lanes)
     dut, G = top.dut, patterns
     layers = [random_layer(rng, index, t, G) for t, index in ((5, 0), (5, 1), (6, 0), (9, 1))]
