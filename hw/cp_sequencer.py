@@ -8,6 +8,7 @@ from amaranth.utils import ceil_log2
 
 from xnorlearn.hw._arith import adder_tree, shifted_terms
 from xnorlearn.hw._params import check_int as _check_int
+from xnorlearn.hw.layer_config import layer_shapes
 
 __all__ = ["CpSequencer", "pick_layout"]
 
@@ -109,7 +110,7 @@ class CpSequencer(wiring.Component):
         self._hazard = _check_int("hazard", hazard, 1, 16)
         self._pick = pick_layout(max_batch=max_batch, max_width=max_width, patterns=patterns)
         label_bits = max(1, (classes - 1).bit_length())
-        words = Signal(range(a_words + 2))
+        shapes = layer_shapes(lanes=lanes, max_words=a_words)
         super().__init__({
             "clear": In(1),
             "run": In(1),
@@ -118,8 +119,8 @@ class CpSequencer(wiring.Component):
             "row_base": In(range(row_depth)),
             "a_base": In(range(a_depth + 1)),
             "layer": In(data.StructLayout({
-                "words": words.shape(), "words_m1": (words - 1).shape(),
-                "last": range(lanes + 1), "base": 32})),
+                "words": shapes["words"], "words_m1": shapes["words_m1"],
+                "last": shapes["last"], "base": 32})),
             "pick_rd": In(ReadPort.Signature(addr_width=ceil_log2(list_depth),
                                              shape=self._pick)),
             "row_rd": In(ReadPort.Signature(addr_width=ceil_log2(row_depth),

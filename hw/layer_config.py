@@ -12,7 +12,26 @@ from xnorlearn.hw._params import check_draw_lanes, check_lanes
 from xnorlearn.hw._params import check_int as _check_int
 from xnorlearn.hw.update import THRESHOLD_BITS
 
-__all__ = ["LayerConfig"]
+__all__ = ["LayerConfig", "layer_shapes"]
+
+
+def layer_shapes(*, lanes, max_words, width_bits=None, draw_lanes=None):
+    """Shapes of the per-layer values :class:`LayerConfig` selects, for the components
+    that take them, so that they connect without truncation: ``words`` (words per
+    neuron, up to ``max_words``), ``words_m1``, ``last`` (weights of a neuron's last
+    word), with ``width_bits`` also ``kin``, ``kout_m1`` and ``hw_m1``, and with
+    ``draw_lanes`` also ``chunks_m1``. The ``_m1`` values are signed: -1 for an empty layer.
+    """
+    n = Signal(range(max_words + 2))
+    last = Signal(range(lanes + 1))
+    shapes = {"words": n.shape(), "words_m1": (n - 1).shape(), "last": last.shape()}
+    if width_bits is not None:
+        k = Signal(width_bits)
+        shapes.update(kin=k.shape(), kout_m1=(k - 1).shape(),
+                      hw_m1=(((k + 3) >> 2) - 1).shape())
+    if draw_lanes is not None:
+        shapes["chunks_m1"] = (((last + draw_lanes - 1) >> exact_log2(draw_lanes)) - 1).shape()
+    return shapes
 
 
 class LayerConfig(wiring.Component):
@@ -99,16 +118,14 @@ class LayerConfig(wiring.Component):
         ml, wb = max_layers, width_bits
         # Words per neuron (the widest of a fan-in and a width, in lanes), plus one.
         words_per_neuron = max(-(-max_fan_in // lanes), -(-max_width // lanes))
-        k = Signal(wb)
-        n = Signal(range(words_per_neuron + 2))
-        last = Signal(range(lanes + 1))
-        fwd = {"last": last.shape(), "base": 32, "kin": wb, "robust": margin_bits, "gamma": wb,
-               "words_m1": (n - 1).shape(), "kout_m1": (k - 1).shape(),
-               "hw_m1": (((k + 3) >> 2) - 1).shape(), "is_last": 1}
-        upd = {"words": n.shape(), "last": last.shape(), "base": 32, "kin": wb,
-               "words_m1": (n - 1).shape(), "kout_m1": (k - 1).shape(),
-               "chunks_m1": (((last + draw_lanes - 1) >> exact_log2(draw_lanes)) - 1).shape(),
-               "thresh": THRESHOLD_BITS, "key": 32}
+        s = layer_shapes(lanes=lanes, max_words=words_per_neuron, width_bits=wb,
+                         draw_lanes=draw_lanes)
+        fwd = {"last": s["last"], "base": 32, "kin": s["kin"], "robust": margin_bits,
+               "gamma": wb, "words_m1": s["words_m1"], "kout_m1": s["kout_m1"],
+               "hw_m1": s["hw_m1"], "is_last": 1}
+        upd = {"words": s["words"], "last": s["last"], "base": 32, "kin": s["kin"],
+               "words_m1": s["words_m1"], "kout_m1": s["kout_m1"],
+               "chunks_m1": s["chunks_m1"], "thresh": THRESHOLD_BITS, "key": 32}
         super().__init__({
             "layers": In(bits_for(ml)),
             "width": In(data.ArrayLayout(wb, ml + 1)),

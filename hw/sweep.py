@@ -1,11 +1,12 @@
 """Reinforcement sweep sequencer: every hidden-weight word of one layer, with its draws."""
 
-from amaranth import Cat, Module, Mux, Signal, signed
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from xnorlearn.hw._params import check_draw_lanes, check_lanes
 from xnorlearn.hw._params import check_int as _check_int
+from xnorlearn.hw.layer_config import layer_shapes
 from xnorlearn.hw.prng import ReinforceDraws
 from xnorlearn.sw.golden.prng import DRAW_BITS
 
@@ -91,15 +92,10 @@ class ReinforceSweep(wiring.Component):
         self._max_words = _check_int("max_words", max_words, 1, 4095)
         self._addr_bits = _check_int("addr_bits", addr_bits, 1, 20)
         self._mul_stages = _check_int("mul_stages", mul_stages, 1, 4)
-        chunks = lanes // draw_lanes
-        # The shapes of `LayerConfig.upd`'s fields, so that they connect unchanged.
+        shapes = layer_shapes(lanes=lanes, max_words=max_words, width_bits=width_bits,
+                              draw_lanes=draw_lanes)
         self._geometry = data.StructLayout({
-            "kin": width_bits,
-            "kout_m1": signed(width_bits + 1),
-            "words_m1": signed((max_words + 1).bit_length() + 1),
-            "last": range(lanes + 1),
-            "chunks_m1": signed(chunks.bit_length() + 1),
-        })
+            name: shapes[name] for name in ("kin", "kout_m1", "words_m1", "last", "chunks_m1")})
         super().__init__({
             "clear": In(1),
             "base": In(addr_bits),

@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 from xnorlearn.hw._arith import adder_tree, shifted_terms
 from xnorlearn.hw._params import check_int as _check_int
 from xnorlearn.hw.cp_sequencer import CpSequencer
+from xnorlearn.hw.layer_config import layer_shapes
 from xnorlearn.hw.prng import Mix32
 from xnorlearn.hw.sweep import ReinforceSweep
 from xnorlearn.hw.update import THRESHOLD_BITS, UpdateEngine, UpdateOp
@@ -112,13 +113,13 @@ class UpdatePath(wiring.Component):
         # The sweep's first H read (its latency after the first request, two cycles after
         # the last CP word) must come after that word's write-back.
         assert 2 + self._sweep.latency > self._cp.hazard
-        cp_geo, rf_geo = self._cp.layer.shape(), self._sweep.layer.shape()
         self._patterns, self._lanes = patterns, lanes
+        shapes = layer_shapes(lanes=lanes, max_words=a_words, width_bits=width_bits,
+                              draw_lanes=draw_lanes)
         self._layer = data.StructLayout({
-            "words": cp_geo["words"].shape, "words_m1": cp_geo["words_m1"].shape,
-            "last": cp_geo["last"].shape, "base": 32, "kin": rf_geo["kin"].shape,
-            "kout_m1": rf_geo["kout_m1"].shape, "chunks_m1": rf_geo["chunks_m1"].shape,
-            "thresh": THRESHOLD_BITS, "key": 32})
+            **{name: shapes[name] for name in ("words", "words_m1", "last", "kin", "kout_m1",
+                                               "chunks_m1")},
+            "base": 32, "thresh": THRESHOLD_BITS, "key": 32})
         cp_ports = self._cp.signature.members
         super().__init__({
             "go": In(1),
