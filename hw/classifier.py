@@ -167,7 +167,9 @@ class LocalClassifier(wiring.Component):
         r_shape = self.robustness.shape()
 
         # Stage registers; each loads when it is empty or its successor takes its item.
-        # Stage 1 holds the scores, stages 2.. one level of the tournament tree each.
+        # Stage 1 holds the scores, stages 2.. one level of the tournament tree each. Only
+        # the valid bits (and the accumulator) are reset: in a wide core the lanes' reset
+        # is one net, and every flip-flop on it is one more load across the device.
         idx_shape = unsigned(max(1, (classes - 1).bit_length()))
         floor = Const(-(1 << (score.width - 1)), score)
         levels = self.tree_levels
@@ -175,9 +177,9 @@ class LocalClassifier(wiring.Component):
         for s in range(1, levels + 2):
             stages.append({
                 "valid": Signal(name=f"s{s}_valid"),
-                "yhat": Signal(yhat_layout, name=f"s{s}_yhat"),
-                "label": Signal(self.label_bits, name=f"s{s}_label"),
-                "r": Signal(r_shape, name=f"s{s}_r"),
+                "yhat": Signal(yhat_layout, name=f"s{s}_yhat", reset_less=True),
+                "label": Signal(self.label_bits, name=f"s{s}_label", reset_less=True),
+                "r": Signal(r_shape, name=f"s{s}_r", reset_less=True),
             })
         o_free = ~self.o.valid | self.o.ready
         free = o_free
@@ -217,7 +219,7 @@ class LocalClassifier(wiring.Component):
                       for n in range(0, len(nodes) - 1, 2)]
             if len(nodes) % 2:
                 merged.append(nodes[-1])
-            registered = [tuple(Signal.like(v, name=f"s{level + 2}_n{n}_{part}")
+            registered = [tuple(Signal.like(v, name=f"s{level + 2}_n{n}_{part}", reset_less=True)
                                 for v, part in zip(node, ("top1", "index", "top2")))
                           for n, node in enumerate(merged)]
             with m.If(st["free"]):

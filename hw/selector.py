@@ -105,8 +105,8 @@ class GroupSelector(wiring.Component):
         k = Signal(self.index_bits)                 # neuron index within the pattern
         pos = Signal(self.gamma.shape())            # position within the group
         found = Signal()
-        best_mag = Signal(self._z_bits)
-        best_k = Signal(self.index_bits)
+        best_mag = Signal(self._z_bits, reset_less=True)    # meaningful only with `found`
+        best_k = Signal(self.index_bits, reset_less=True)
 
         m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
         take = self.i.valid & self.i.ready
