@@ -5,23 +5,21 @@ formats; the golden model (:class:`xnorlearn.sw.golden.fast.FastBMLP`) defines t
 arithmetic.
 """
 
-import functools
-import operator
-
-from amaranth import Array, Cat, Module, Mux, ResetInserter, Signal, signed, unsigned
+from amaranth import Array, Cat, Module, Mux, ResetInserter, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2, exact_log2
 
-from xnorlearn.contract import LAYER_SHIFT, OPCODE_SHIFT, STATUS_TAG, ErrorCode, Opcode, Phase
+from xnorlearn.contract import STATUS_TAG, ErrorCode, Opcode, Phase
 from xnorlearn.hw._params import check_draw_lanes, check_lanes
 from xnorlearn.hw._params import check_int as _check_int
 from xnorlearn.hw.classifier import LocalClassifier
 from xnorlearn.hw.cp_sequencer import pick_layout
 from xnorlearn.hw.fwd_source import ForwardSource
 from xnorlearn.hw.layer_config import LayerConfig
+from xnorlearn.hw.packet_engine import AXIS_LAYOUT, PacketEngine
 from xnorlearn.hw.pick_drain import PickDrain
 from xnorlearn.hw.popcount import XnorPopcount
 from xnorlearn.hw.selector import GroupSelector
@@ -31,9 +29,6 @@ from xnorlearn.hw.update_path import UpdatePath
 from xnorlearn.hw.weights import WeightStore
 
 __all__ = ["TrainerCore", "Opcode", "ErrorCode", "Phase", "AXIS_LAYOUT", "STATUS_TAG"]
-
-#: Payload of the command and response streams (one 32-bit word and ``tlast``).
-AXIS_LAYOUT = data.StructLayout({"data": 32, "last": 1})
 
 class TrainerCore(wiring.Component):
     """CP+R training accelerator core: one minibatch per ``TRAIN`` packet.
@@ -101,8 +96,9 @@ class TrainerCore(wiring.Component):
     ``soft_reset`` returns every register (state machine, counters, ``step``, the error
     flag, the pipelines) to its reset value from any state; memories keep their contents.
 
-    The core is the packet state machine, the memories and the wiring of its components:
-    :class:`~xnorlearn.hw.layer_config.LayerConfig`,
+    The core is the memories and the wiring of its components:
+    :class:`~xnorlearn.hw.packet_engine.PacketEngine` (the packets and the sequence of
+    layers), :class:`~xnorlearn.hw.layer_config.LayerConfig`,
     :class:`~xnorlearn.hw.weights.WeightStore`,
     :class:`~xnorlearn.hw.fwd_source.ForwardSource` (the forward pass's words), the lanes'
     popcounts, threshold unit, classifiers and selectors,
@@ -284,9 +280,6 @@ class TrainerCore(wiring.Component):
         C = self._classes
         label_bits = max(1, (C - 1).bit_length())
         waddr_bits = max(1, ceil_log2(self._weight_words))
-        S = P // 32                   # host words per A word
-        LOGS = exact_log2(S)
-        Q = P // 4                    # host words per H word
         G = self._fwd_patterns
         MBG = -(-MB // G)             # rows of A (per layer), labels and predictions
         region = MBG * AW             # A words per layer region
@@ -302,18 +295,28 @@ class TrainerCore(wiring.Component):
                      cfg.thresh.eq(self.thresh), cfg.key.eq(self.key)]
         cfg_ok = cfg.ok
 
-        # Two layer indices: `cur_l` for the forward pass and packet I/O, `u_l` for the
-        # updates, which run one layer behind the forward pass (see the class docstring).
-        cur_l = Signal(range(ML))
+        # The packets, and the sequence of a minibatch's layers (`PacketEngine`).
+        m.submodules.packets = eng = PacketEngine(
+            lanes=P, h_bits=HB, patterns=G, max_layers=ML, max_width=MW,
+            max_fan_in=self._max_fan_in, max_batch=MB, classes=C, width_bits=self._width_bits,
+            a_words=AW, a_depth=(ML + 1) // 2 * region, weight_words=self._weight_words,
+            h_read_latency=WeightStore.h_read_latency.fget(None))
+        wiring.connect(m, wiring.flipped(self.s_axis), eng.s_axis)
+        wiring.connect(m, wiring.flipped(self.m_axis), eng.m_axis)
+        bs, bs_m1, op, flush = eng.bs, eng.bs_m1, eng.op, eng.flush
+
+        # Two layer indices: `cur_l` (the engine's) for the forward pass and packet I/O,
+        # `u_l` for the updates, which run one layer behind the forward pass (see the class
+        # docstring).
+        cur_l = eng.index
         u_l = Signal(range(ML + 1))   # also the number of layers whose updates are done
-        # The layer indices change through `*_nx` (their next values), so that what is
-        # selected by layer is registered with no lag (`LayerConfig`): the per-layer
-        # multiplexers and the arithmetic on them stay out of the cycles that use them.
-        cur_l_nx = Signal.like(cur_l)
+        # The layer indices change through their next values, so that what is selected by
+        # layer is registered with no lag (`LayerConfig`): the per-layer multiplexers and
+        # the arithmetic on them stay out of the cycles that use them.
         u_l_nx = Signal.like(u_l)
-        m.d.comb += [cur_l_nx.eq(cur_l), u_l_nx.eq(u_l),
-                     cfg.fwd_layer.eq(cur_l_nx), cfg.upd_layer.eq(u_l_nx)]
-        m.d.sync += [cur_l.eq(cur_l_nx), u_l.eq(u_l_nx)]
+        m.d.comb += [u_l_nx.eq(u_l), cfg.fwd_layer.eq(eng.index_next),
+                     cfg.upd_layer.eq(u_l_nx)]
+        m.d.sync += u_l.eq(u_l_nx)
 
         fwd, upd = cfg.fwd, cfg.upd
         L_last, L_base, L_kin = fwd.last, fwd.base, fwd.kin
@@ -371,7 +374,6 @@ class TrainerCore(wiring.Component):
         # `flush` (the cycle after a packet is refused) empties the forward pass, which a
         # TRAIN / INFER refused during its load has already started: nothing of it is left
         # to run on a configuration that the host may change while the core is in error.
-        flush = Signal()
         fw_flushed = ResetInserter({"sync": flush})
         # One popcount, classifier and selector per pattern lane `j`, in lockstep: they see
         # the same handshakes, so lane 0's stand for all.
@@ -411,28 +413,28 @@ class TrainerCore(wiring.Component):
         m.submodules.lab_fifo = fw_flushed(lab_fifo)
 
         # -- registers -------------------------------------------------------------------------
-        bs = Signal(range(MB + 1))
-        bs_m1 = Signal(signed(len(bs) + 1))
-        op = Signal(8)
-        batch_errors = Signal(range(MB + 1))
-        err_flag = Signal()
-        err_code = Signal(ErrorCode)
         pick_counts = [Signal(range(pick_region + 1), name=f"picks{l}") for l in range(ML)]
-        fw_done = Signal(range(ML + 1))   # layers whose forward pass (and pick list) is complete
         step = Signal(32)
         counters = {name: Signal(32, name=f"count_{name}") for name in
                     ("patterns", "errors", "cycles", "cycles_forward", "cycles_update",
                      "cycles_reinforce", "cycles_io")}
         for name, sig in counters.items():
             m.d.comb += getattr(self, name).eq(sig)
-        m.d.comb += [self.step.eq(step), self.error.eq(err_flag), self.error_code.eq(err_code)]
+        m.d.comb += [self.step.eq(step), self.error.eq(eng.error),
+                     self.error_code.eq(eng.error_code), self.busy.eq(eng.busy),
+                     self.phase.eq(eng.phase)]
         with m.If(self.step_load):
             m.d.sync += step.eq(self.step_value)
+        with m.If(eng.finish):
+            m.d.sync += [
+                step.eq(step + 1),
+                counters["patterns"].eq(counters["patterns"] + bs),
+                counters["errors"].eq(counters["errors"] + eng.batch_errors),
+            ]
 
-        phase = Signal(Phase)
-        m.d.comb += self.phase.eq(phase)
-        # `busy` (phase neither IDLE nor ERROR) is decoded from the state register below, not
-        # from `phase`, whose multiplexers depend on the forward and update machines.
+        # `busy` (phase neither IDLE nor ERROR) is decoded from the engine's state register,
+        # not from `phase`, whose multiplexers depend on the forward and update machines.
+        phase = eng.phase
         with m.If(self.busy):
             m.d.sync += counters["cycles"].eq(counters["cycles"] + 1)
         for ph, name in ((Phase.FORWARD, "cycles_forward"), (Phase.UPDATE, "cycles_update"),
@@ -444,7 +446,7 @@ class TrainerCore(wiring.Component):
         # -- forward pass: word generator -> popcount -------------------------------------------
         # Layer 0 starts with the TRAIN packet's header and follows the load group by
         # group: a group of G patterns streams once they are in A (`ForwardSource`).
-        ld_mu = Signal(range(MB + 1))  # patterns loaded
+        ld_mu = eng.loaded
         assert weights.w_read_latency == src.W_LATENCY
         m.d.comb += [
             src.bs.eq(bs), src.bs_m1.eq(bs_m1), src.loaded.eq(ld_mu), src.flush.eq(flush),
@@ -573,14 +575,9 @@ class TrainerCore(wiring.Component):
             pred_wr.data.eq(Cat(c.o.payload.pred for c in clss)),
             pred_wr.en.eq(cls.o.valid & is_last_layer),
         ]
+        m.d.comb += eng.errors_add.eq(Mux(cls.o.valid & is_last_layer, sum(cls_err), 0))
         with m.If(cls.o.valid):
             m.d.sync += cls_mu.eq(cls_mu + 1)
-            if G > 1:
-                with m.If(is_last_layer):
-                    m.d.sync += batch_errors.eq(batch_errors + sum(cls_err))
-            else:
-                with m.If(is_last_layer & cls_err[0]):
-                    m.d.sync += batch_errors.eq(batch_errors + 1)
 
         # Picks of patterns that need an update go to the layer's pick list, in pattern order.
         m.d.comb += [drain.bs.eq(bs), drain.list_base.eq(cur_l * pick_region),
@@ -596,7 +593,7 @@ class TrainerCore(wiring.Component):
         # -- updates: the CP updates, then the reinforcement sweep, of layer `u_l` once its
         # pick list is complete (`u_l < fw_done`).
         m.d.comb += [
-            upd_path.go.eq((op == Opcode.TRAIN) & (u_l < fw_done)),
+            upd_path.go.eq((op == Opcode.TRAIN) & (u_l < eng.fwd_done)),
             upd_path.index.eq(u_l),
             upd_path.step.eq(step),
             upd_path.picks.eq(Array(pick_counts)[u_l]),
@@ -615,463 +612,82 @@ class TrainerCore(wiring.Component):
         wiring.connect(m, upd_path.label_rd, y_rd_cp)
         with m.If(upd_path.done):
             m.d.comb += u_l_nx.eq(u_l + 1)
+        with m.If(eng.upd_restart):
+            m.d.comb += u_l_nx.eq(0)
         u_run = upd_path.running
         # Phase while only the update machine works (it is hidden under later layers'
         # forward passes otherwise).
         u_phase = Mux(upd_path.reinforcing, Phase.REINFORCE, Phase.UPDATE)
 
-        # -- host I/O registers ----------------------------------------------------------------
-        io_k = Signal(range(MW + 1))
-        io_v = Signal(range(max(AW * S, -(-max(self._max_fan_in, MW) // 4)) + 2))
-        # The H word slot `io_v % Q` one-hot (`slot_eq`) and as `slot_gt[i] = slot > i`, kept
-        # in step with `io_v` (every assignment goes through `io_v_set`): the slot logic of
-        # READ_H / WRITE_H spans the whole word, and a decoder of `io_v` would drive it all.
-        slot_eq = Signal(Q, init=1)
-        slot_gt = Signal(Q)
+        # -- the packet engine: host I/O and the sequence of layers ------------------------------
+        m.d.comb += [
+            eng.cfg_ok.eq(cfg_ok), eng.layers.eq(self.layers), eng.fan_in.eq(self.width[0]),
+            eng.clear_error.eq(self.clear_error),
+            eng.layer.base.eq(L_base), eng.layer.kin.eq(L_kin),
+            eng.layer.kout_m1.eq(L_kout_m1), eng.layer.hw_m1.eq(L_hw_m1),
+            eng.layer.is_last.eq(is_last_layer),
+            eng.fwd_busy.eq(fw_busy), eng.fwd_complete.eq(layer_done),
+            eng.upd_index.eq(u_l), eng.upd_phase.eq(u_phase),
+            eng.p_rd_data.eq(p_rd.data), eng.h_rd_data.eq(weights.h_rd_data),
+        ]
+        wiring.connect(m, eng.label_wr, y_wr)
+        if G > 1:
+            wiring.connect(m, eng.label_group_wr, yg_wr)
+        wiring.connect(m, eng.pred_rd, pred_rd)
+        wiring.connect(m, eng.p_wr, p_wr)
+        wiring.connect(m, eng.t_wr, t_wr)
+        wiring.connect(m, eng.t_rd, t_rd)
+        wiring.connect(m, eng.host, weights.host)
+        # The threshold unit's copy of T is written with T.
+        m.d.comb += [
+            thr.load.valid.eq(eng.t_wr.en),
+            thr.load.payload.index.eq(eng.t_wr.addr),
+            thr.load.payload.theta.eq(eng.t_wr.data[:16]),
+            thr.load.payload.flip.eq(eng.t_wr.data[16]),
+        ]
+        with m.If(eng.layer_complete):
+            m.d.sync += Array(pick_counts)[cur_l].eq(pick_n)
 
-        def io_v_set(zero):
-            if zero:
-                return [io_v.eq(0), slot_eq.eq(1), slot_gt.eq(0)]
-            wrap = slot_eq[Q - 1]
-            return [io_v.eq(io_v + 1), slot_eq.eq(Cat(slot_eq[Q - 1], slot_eq[:Q - 1])),
-                    slot_gt.eq((slot_gt | slot_eq) & ~wrap.replicate(Q))]
-        io_addr = Signal(32)
-        # Data registers without reset (cleared or masked where a packet needs it): the
-        # soft reset's fan-out stays on control state.
-        io_buf = Signal(P, reset_less=True)
-        hbuf = Signal(P * HB, reset_less=True)
-        rh_buf = Signal(P * HB, reset_less=True)
-        wbuf = Signal(P, reset_less=True)
-        rpt_buf = Signal(32, reset_less=True)
-        resp_i = Signal(range(MB + 1))
-        # The pattern being loaded / answered within its row of A, labels and predictions.
-        ld_slot, resp_slot = Signal(range(G)), Signal(range(G))
-        ld_grp, resp_grp = Signal(range(MBG + 1)), Signal(range(MBG + 1))
-        ld_onehot = Cat(ld_slot == j for j in range(G))
-
-        s_in = self.s_axis.payload
-        out = self.m_axis.payload
-
-        # Default addresses and write ports (overridden per state below).
-        fw_a_rdaddr = src.a_rd.addr
+        # Shared ports: A (the load, the forward pass, the CP updates), P (the forward pass,
+        # READ_P) and H (the CP updates and the sweep, READ_H).
         for b in range(len(a_rd)):
             cp_here = u_run & ((u_l[0] == b) if ML > 1 else 1)
+            fw_en = (fw_a_we & (fw_wbank == b)).replicate(G)
             m.d.comb += [
-                a_rd[b].addr.eq(Mux(cp_here, upd_path.a_addr, fw_a_rdaddr)),
+                a_rd[b].addr.eq(Mux(cp_here, upd_path.a_addr, src.a_rd.addr)),
                 a_rd[b].en.eq(cp_here | fw_adv),
-                a_wr[b].addr.eq(fw_a_addr),
-                a_wr[b].data.eq(amerged),
-                a_wr[b].en.eq((fw_a_we & (fw_wbank == b)).replicate(G)),
             ]
+            if b == 0:
+                # Region 0 is in bank 0: layer 0's forward pass writes bank 1 meanwhile.
+                load = eng.a_load
+                m.d.comb += [
+                    a_wr[b].addr.eq(Mux(eng.loading, load.addr, fw_a_addr)),
+                    a_wr[b].data.eq(Mux(eng.loading, load.data, amerged)),
+                    a_wr[b].en.eq(Mux(eng.loading, load.en, fw_en)),
+                ]
+            else:
+                m.d.comb += [a_wr[b].addr.eq(fw_a_addr), a_wr[b].data.eq(amerged),
+                             a_wr[b].en.eq(fw_en)]
         m.d.comb += [
-            p_rd.addr.eq(L_row + c_k),
+            p_rd.addr.eq(Mux(eng.p_rd_host, eng.p_rd_addr, L_row + c_k)),
             y_rd.addr.eq(c_mu),
             # Selected by registers only (READ_H runs while the update machine is idle), so
-            # the address reaches the block RAMs without the state decoder.
-            weights.h_rd_addr.eq(Mux(u_run, upd_path.h_addr, io_addr)),
-            pred_rd.addr.eq(resp_grp if G > 1 else resp_i),
-            t_rd.addr.eq(L_row + io_k),
-        ]
-
-        # WRITE_H words: slots before the current one come from the buffer, the current from the
-        # beat, later ones (a neuron's partial last word) are zero, so the buffer is never
-        # cleared, and each slot loads under its own enable.
-        end_q = slot_eq[Q - 1] | (io_v == L_hw_m1)
-        hmerged = Signal(P * HB)
-        wmerged = Signal(P)
-        # Byte `b` of a host word holds a weight (not padding past the fan-in).
-        byte_used = [(io_v != L_hw_m1) | (L_kin[:2] == 0) | (b < L_kin[:2]) for b in range(4)]
-        hvals = []
-        for b in range(4):
-            hv = Signal(signed(HB), name=f"wh_h{b}")
-            m.d.comb += hv.eq(Mux(byte_used[b], s_in.data.word_select(b, 8).as_signed(), 0))
-            hvals.append(hv)
-        new_h = Cat(*hvals)
-        new_w = Cat(*(hv > 0 for hv in hvals))
-        m.d.comb += [
-            hmerged.eq(Cat(*(Mux(slot_eq[i], new_h,
-                                 Mux(slot_gt[i], hbuf.word_select(i, 4 * HB), 0))
-                             for i in range(Q)))),
-            wmerged.eq(Cat(*(Mux(slot_eq[i], new_w, Mux(slot_gt[i], wbuf.word_select(i, 4), 0))
-                             for i in range(Q)))),
-        ]
-        # The write sources are told apart by the engine's output valid (a register; the
-        # update machine is idle during WRITE_H), not by the state decoder.
-        # A complete WRITE_H word is registered where it is assembled and written in the
-        # next cycle (the update machine is still idle then): the word's slot logic and
-        # the write-port registers beside the block RAMs are a cycle apart.
-        wh_we = Signal()              # a WRITE_H word is complete (state WH_DATA)
-        wh_we_q = Signal(reset_less=True)
-        wh_addr_q = Signal(waddr_bits, reset_less=True)
-        wh_h_q = Signal(P * HB, reset_less=True)
-        wh_w_q = Signal(P, reset_less=True)
-        # The word registers load only while a WRITE_H runs (`wh_active`, a register that
-        # follows the state with a cycle's delay, so the clock enable is a flip-flop):
-        # in simulation the slot logic then costs nothing between packets.
-        wh_active = Signal()
-        m.d.sync += [wh_we_q.eq(wh_we), wh_active.eq(0)]
-        with m.If(wh_active):
-            m.d.sync += [wh_addr_q.eq(io_addr), wh_h_q.eq(hmerged), wh_w_q.eq(wmerged)]
-        m.d.comb += [
+            # the address reaches the block RAMs without the engine's state decoder.
+            weights.h_rd_addr.eq(Mux(u_run, upd_path.h_addr, eng.h_rd_addr)),
             weights.update.valid.eq(upd_path.update.valid),
             weights.update.payload.addr.eq(upd_path.update.payload.addr),
             weights.update.payload.h.eq(upd_path.update.payload.h),
             weights.update.payload.w.eq(upd_path.update.payload.w),
-            weights.host.valid.eq(wh_we_q),
-            weights.host.payload.addr.eq(wh_addr_q),
-            weights.host.payload.h.eq(wh_h_q),
-            weights.host.payload.w.eq(wh_w_q),
         ]
 
-        m.d.sync += flush.eq(0)
-
-        def fail(code, at_last):
-            m.d.sync += [err_flag.eq(1), err_code.eq(code), flush.eq(1)]
-            with m.If(at_last):
-                m.next = "ERROR"
-            with m.Else():
-                m.next = "DISCARD"
-
-        def start_fwd(layer, count):
-            m.d.comb += [src.start.eq(1), src.w_base.eq(Array(cfg.bases)[layer]),
-                         src.a_base.eq((layer >> 1) * region), src.count.eq(count),
-                         drain.start.eq(1)]
+        # A layer's forward pass starts (after the datapath's own assignments: a start wins).
+        with m.If(eng.fwd_start):
+            m.d.comb += [src.start.eq(1), src.w_base.eq(Array(cfg.bases)[eng.fwd_layer]),
+                         src.a_base.eq((eng.fwd_layer >> 1) * region),
+                         src.count.eq(eng.fwd_count), drain.start.eq(1)]
             m.d.sync += [c_k.eq(0), c_mu.eq(0), cls_mu.eq(0), abuf.eq(0)]
             if G > 1:
-                m.d.sync += c_left.eq(count)
-
-        # The header word is registered before it is decoded (state DECODE).
-        hdr = Signal(32)
-        hdr_last = Signal()
-        hdr_op = hdr[OPCODE_SHIFT:]
-        hdr_layer = hdr[LAYER_SHIFT:OPCODE_SHIFT]
-        hdr_count = hdr[:LAYER_SHIFT]
-
-        with m.FSM() as fsm:
-            m.d.comb += self.busy.eq(~(fsm.ongoing("IDLE") | fsm.ongoing("DISCARD")
-                                       | fsm.ongoing("ERROR")))
-            with m.State("IDLE"):
-                m.d.comb += [phase.eq(Phase.IDLE), self.s_axis.ready.eq(1)]
-                with m.If(self.s_axis.valid):
-                    # fw_done = 0: only the pick lists of an accepted TRAIN packet are applied
-                    # (an INFER leaves its own behind).
-                    m.d.sync += [hdr.eq(s_in.data), hdr_last.eq(s_in.last),
-                                 op.eq(s_in.data[OPCODE_SHIFT:]), io_k.eq(0), *io_v_set(zero=True),
-                                 ld_mu.eq(0), ld_slot.eq(0), ld_grp.eq(0), resp_slot.eq(0),
-                                 resp_grp.eq(0),
-                                 batch_errors.eq(0), resp_i.eq(0), fw_done.eq(0)]
-                    m.next = "DECODE"
-
-            with m.State("DECODE"):
-                m.d.comb += phase.eq(Phase.IO)
-                last = hdr_last
-                # The layer indices follow the header whatever the checks decide (nothing
-                # uses them in DISCARD or ERROR), which keeps the checks out of the
-                # registers selected by layer.
-                train_or_infer = (hdr_op == Opcode.TRAIN) | (hdr_op == Opcode.INFER)
-                m.d.comb += cur_l_nx.eq(Mux(train_or_infer, 0, hdr_layer))
-                with m.If(train_or_infer):
-                    m.d.comb += u_l_nx.eq(0)
-                with m.Switch(hdr_op):
-                    with m.Case(Opcode.TRAIN, Opcode.INFER):
-                        with m.If(~cfg_ok):
-                            fail(ErrorCode.CONFIG, last)
-                        with m.Elif((hdr_count == 0) | (hdr_count > MB) | last):
-                            fail(ErrorCode.LENGTH, last)
-                        with m.Else():
-                            m.d.sync += [bs.eq(hdr_count), bs_m1.eq(hdr_count - 1), io_addr.eq(0)]
-                            start_fwd(0, hdr_count)
-                            m.next = "LOAD_LABEL"
-                    with m.Case(Opcode.WRITE_H, Opcode.WRITE_P, Opcode.WRITE_T,
-                                Opcode.READ_H, Opcode.READ_P, Opcode.READ_T):
-                        is_write = ~hdr_op[0]
-                        with m.If(~cfg_ok):
-                            fail(ErrorCode.CONFIG, last)
-                        with m.Elif(hdr_layer >= self.layers):
-                            fail(ErrorCode.LAYER, last)
-                        with m.Elif(is_write == last):
-                            fail(ErrorCode.LENGTH, last)
-                        with m.Else():
-                            with m.Switch(hdr_op):
-                                with m.Case(Opcode.WRITE_H):
-                                    m.next = "WH_START"
-                                with m.Case(Opcode.READ_H):
-                                    m.next = "RH_START"
-                                with m.Case(Opcode.WRITE_P, Opcode.WRITE_T):
-                                    m.next = "WPT_DATA"
-                                with m.Case(Opcode.READ_P, Opcode.READ_T):
-                                    m.next = "RPT_RD"
-                    with m.Default():
-                        fail(ErrorCode.OPCODE, last)
-
-            with m.State("DISCARD"):
-                m.d.comb += [phase.eq(Phase.ERROR), self.s_axis.ready.eq(1)]
-                with m.If(self.s_axis.valid & s_in.last):
-                    m.next = "ERROR"
-
-            # A clear_error that comes before the refused packet's tlast (in DISCARD) is
-            # ignored: the words still to come belong to that packet.
-            with m.State("ERROR"):
-                m.d.comb += phase.eq(Phase.ERROR)
-                with m.If(self.clear_error):
-                    m.d.sync += [err_flag.eq(0), err_code.eq(ErrorCode.NONE)]
-                    m.next = "IDLE"
-
-            # ---- minibatch load (the forward pass of layer 0 follows it) ----------------------
-            nw0 = (self.width[0] + 31) >> 5
-            load_phase = Mux(fw_busy, Phase.FORWARD, Phase.IO)
-            with m.State("LOAD_LABEL"):
-                m.d.comb += [phase.eq(load_phase), self.s_axis.ready.eq(1),
-                             y_wr.addr.eq(ld_mu), y_wr.data.eq(s_in.data),
-                             y_wr.en.eq(self.s_axis.valid)]
-                if G > 1:
-                    m.d.comb += [yg_wr.addr.eq(ld_grp),
-                                 yg_wr.data.eq(s_in.data[:label_bits].replicate(G)),
-                                 yg_wr.en.eq(self.s_axis.valid.replicate(G) & ld_onehot)]
-                with m.If(self.s_axis.valid):
-                    m.d.sync += [*io_v_set(zero=True), io_buf.eq(0)]
-                    with m.If(s_in.last):
-                        fail(ErrorCode.LENGTH, 1)
-                    with m.Elif(s_in.data >= C):
-                        fail(ErrorCode.LABEL, 0)
-                    with m.Else():
-                        m.next = "LOAD_DATA"
-
-            with m.State("LOAD_DATA"):
-                slot = io_v[:LOGS] if LOGS else 0
-                merged_in = Signal(P)
-                m.d.comb += merged_in.eq(io_buf)
-                if LOGS:
-                    m.d.comb += merged_in.word_select(slot, 32).eq(s_in.data)
-                else:
-                    m.d.comb += merged_in.eq(s_in.data)
-                word_end = (io_v == nw0 - 1)
-                exp_last = (ld_mu == bs_m1) & word_end
-                a_end = word_end | ((slot == S - 1) if LOGS else 1)
-                # Region 0 is in bank 0; layer 0's forward pass writes bank 1 meanwhile.
-                m.d.comb += [phase.eq(load_phase), self.s_axis.ready.eq(1),
-                             a_wr[0].addr.eq(io_addr + (io_v >> LOGS)),
-                             a_wr[0].data.eq(merged_in.replicate(G)),
-                             a_wr[0].en.eq((self.s_axis.valid & a_end).replicate(G)
-                                           & ld_onehot)]
-                with m.If(self.s_axis.valid):
-                    m.d.sync += io_buf.eq(Mux(a_end, 0, merged_in))
-                    with m.If(s_in.last != exp_last):
-                        fail(ErrorCode.LENGTH, s_in.last)
-                    with m.Elif(word_end):
-                        m.d.sync += ld_mu.eq(ld_mu + 1)
-                        if G > 1:
-                            with m.If(ld_slot == G - 1):
-                                m.d.sync += [ld_slot.eq(0), ld_grp.eq(ld_grp + 1),
-                                             io_addr.eq(io_addr + AW)]
-                            with m.Else():
-                                m.d.sync += ld_slot.eq(ld_slot + 1)
-                        else:
-                            m.d.sync += io_addr.eq(io_addr + AW)
-                        with m.If(exp_last):
-                            m.next = "FWD"
-                        with m.Else():
-                            m.next = "LOAD_LABEL"
-                    with m.Else():
-                        m.d.sync += io_v_set(zero=False)
-
-            # ---- forward pass ---------------------------------------------------------------
-            with m.State("FWD"):
-                m.d.comb += phase.eq(Phase.FORWARD)
-                with m.If(layer_done):
-                    m.d.sync += [Array(pick_counts)[cur_l].eq(pick_n), fw_done.eq(cur_l + 1)]
-                    with m.If(is_last_layer):
-                        with m.If(op == Opcode.INFER):
-                            m.next = "RESP_PRED_RD"
-                        with m.Else():
-                            m.next = "UPD_WAIT"
-                    with m.Else():
-                        m.d.comb += cur_l_nx.eq(cur_l + 1)
-                        m.next = "FWD_NEXT"
-
-            # Layer cur_l's forward pass reads the A bank that the updates of layer cur_l-2
-            # read: it waits for them (the updates of cur_l-1 use the other bank).
-            with m.State("FWD_NEXT"):
-                can_start = (op == Opcode.INFER) | (u_l + 1 >= cur_l)
-                m.d.comb += phase.eq(Mux(can_start, Phase.FORWARD, u_phase))
-                with m.If(can_start):
-                    start_fwd(cur_l, bs)
-                    m.next = "FWD"
-
-            # ---- the last layer's updates ----------------------------------------------------
-            with m.State("UPD_WAIT"):
-                m.d.comb += phase.eq(u_phase)
-                with m.If(u_l == self.layers):
-                    m.d.comb += cur_l_nx.eq(0)
-                    m.next = "FINISH"
-
-            with m.State("FINISH"):
-                m.d.comb += phase.eq(Phase.RESPOND)
-                m.d.sync += [
-                    step.eq(step + 1),
-                    counters["patterns"].eq(counters["patterns"] + bs),
-                    counters["errors"].eq(counters["errors"] + batch_errors),
-                ]
-                m.next = "RESP_STATUS"
-
-            # ---- responses ------------------------------------------------------------------
-            with m.State("RESP_PRED_RD"):
-                m.d.comb += phase.eq(Phase.RESPOND)
-                m.d.comb += cur_l_nx.eq(0)
-                m.next = "RESP_PRED"
-
-            with m.State("RESP_PRED"):
-                m.d.comb += [phase.eq(Phase.RESPOND), pred_rd.en.eq(0),
-                             self.m_axis.valid.eq(1),
-                             out.data.eq(pred_rd.data.word_select(resp_slot, label_bits)
-                                         if G > 1 else pred_rd.data)]
-                with m.If(self.m_axis.ready):
-                    m.d.sync += resp_i.eq(resp_i + 1)
-                    if G > 1:
-                        with m.If(resp_slot == G - 1):
-                            m.d.sync += [resp_slot.eq(0), resp_grp.eq(resp_grp + 1)]
-                        with m.Else():
-                            m.d.sync += resp_slot.eq(resp_slot + 1)
-                    with m.If(resp_i == bs_m1):
-                        m.next = "RESP_STATUS"
-                    with m.Else():
-                        m.next = "RESP_PRED_RD"
-
-            with m.State("RESP_STATUS"):
-                m.d.comb += [phase.eq(Phase.RESPOND), self.m_axis.valid.eq(1),
-                             out.data[:OPCODE_SHIFT].eq(batch_errors),
-                             out.data[OPCODE_SHIFT:].eq(op | STATUS_TAG),
-                             out.last.eq(1)]
-                with m.If(self.m_axis.ready):
-                    m.next = "IDLE"
-
-            # ---- WRITE_H / READ_H -----------------------------------------------------------
-            with m.State("WH_START"):
-                m.d.comb += phase.eq(Phase.IO)
-                m.d.sync += [io_addr.eq(L_base), wh_active.eq(1)]
-                m.next = "WH_DATA"
-
-            with m.State("WH_DATA"):
-                exp_last = (io_k == L_kout_m1) & (io_v == L_hw_m1)
-                # A memory word is written only when its last payload word is in place
-                # (its tlast where due): a refused packet writes exactly the memory words
-                # before the failing word, as WRITE_P / WRITE_T write the rows before it.
-                m.d.comb += [phase.eq(Phase.IO), self.s_axis.ready.eq(1),
-                             wh_we.eq(self.s_axis.valid & end_q & (s_in.last == exp_last))]
-                m.d.sync += wh_active.eq(1)
-                with m.If(self.s_axis.valid):
-                    for i in range(Q):
-                        with m.If(slot_eq[i]):
-                            m.d.sync += [hbuf.word_select(i, 4 * HB).eq(new_h),
-                                         wbuf.word_select(i, 4).eq(new_w)]
-                    with m.If(end_q):
-                        m.d.sync += io_addr.eq(io_addr + 1)
-                    with m.If(s_in.last != exp_last):
-                        fail(ErrorCode.LENGTH, s_in.last)
-                    with m.Elif(io_v == L_hw_m1):
-                        m.d.sync += [*io_v_set(zero=True), io_k.eq(io_k + 1)]
-                        with m.If(exp_last):
-                            m.next = "IDLE"
-                    with m.Else():
-                        m.d.sync += io_v_set(zero=False)
-
-            with m.State("RH_START"):
-                m.d.comb += phase.eq(Phase.IO)
-                m.d.sync += io_addr.eq(L_base)
-                m.next = "RH_RD"
-
-            with m.State("RH_RD"):
-                m.d.comb += phase.eq(Phase.IO)
-                m.next = "RH_WAIT"
-
-            with m.State("RH_WAIT"):
-                m.d.comb += phase.eq(Phase.IO)
-                m.next = "RH_WAIT2"
-
-            with m.State("RH_WAIT2"):
-                assert weights.h_read_latency == 3
-                m.d.comb += phase.eq(Phase.IO)
-                m.next = "RH_LATCH"
-
-            # The word is registered before its slots go out: the slot multiplexer after the
-            # block RAMs' own would be too deep for one cycle.
-            with m.State("RH_LATCH"):
-                m.d.comb += phase.eq(Phase.IO)
-                m.d.sync += rh_buf.eq(weights.h_rd_data)
-                m.next = "RH_SEND"
-
-            with m.State("RH_SEND"):
-                chunk = Signal(4 * HB, name="rh_chunk")
-                picked = [rh_buf.word_select(i, 4 * HB) & slot_eq[i].replicate(4 * HB)
-                          for i in range(Q)]
-                m.d.comb += chunk.eq(functools.reduce(operator.or_, picked))
-                bytes_out = []
-                for b in range(4):
-                    # Padding bytes read 0 whatever the lanes past the fan-in hold (weights
-                    # left by an earlier, wider configuration).
-                    hb = Signal(signed(8), name=f"rh_h{b}")
-                    m.d.comb += hb.eq(Mux(byte_used[b], chunk.word_select(b, HB).as_signed(), 0))
-                    bytes_out.append(hb)
-                is_last = (io_k == L_kout_m1) & (io_v == L_hw_m1)
-                m.d.comb += [phase.eq(Phase.IO), self.m_axis.valid.eq(1),
-                             out.data.eq(Cat(*bytes_out)), out.last.eq(is_last)]
-                with m.If(self.m_axis.ready):
-                    with m.If(io_v == L_hw_m1):
-                        m.d.sync += [*io_v_set(zero=True), io_k.eq(io_k + 1),
-                                     io_addr.eq(io_addr + 1)]
-                        with m.If(is_last):
-                            m.next = "IDLE"
-                        with m.Else():
-                            m.next = "RH_RD"
-                    with m.Elif(slot_eq[Q - 1]):
-                        m.d.sync += [*io_v_set(zero=False), io_addr.eq(io_addr + 1)]
-                        m.next = "RH_RD"
-                    with m.Else():
-                        m.d.sync += io_v_set(zero=False)
-
-            # ---- WRITE_P / WRITE_T / READ_P / READ_T ---------------------------------------
-            with m.State("WPT_DATA"):
-                exp_last = io_k == L_kout_m1
-                we = self.s_axis.valid & (s_in.last == exp_last)
-                is_p = op == Opcode.WRITE_P
-                m.d.comb += [
-                    phase.eq(Phase.IO), self.s_axis.ready.eq(1),
-                    p_wr.addr.eq(L_row + io_k), p_wr.data.eq(s_in.data),
-                    p_wr.en.eq(we & is_p),
-                    t_wr.addr.eq(L_row + io_k), t_wr.data.eq(s_in.data),
-                    t_wr.en.eq(we & ~is_p),
-                    thr.load.valid.eq(we & ~is_p),
-                    thr.load.payload.index.eq(L_row + io_k),
-                    thr.load.payload.theta.eq(s_in.data[:16]),
-                    thr.load.payload.flip.eq(s_in.data[16]),
-                ]
-                with m.If(self.s_axis.valid):
-                    m.d.sync += io_k.eq(io_k + 1)
-                    with m.If(s_in.last != exp_last):
-                        fail(ErrorCode.LENGTH, s_in.last)
-                    with m.Elif(exp_last):
-                        m.next = "IDLE"
-
-            with m.State("RPT_RD"):
-                m.d.comb += [phase.eq(Phase.IO), p_rd.addr.eq(L_row + io_k)]
-                m.next = "RPT_LATCH"
-
-            # As for READ_H, the word is registered before it goes out.
-            with m.State("RPT_LATCH"):
-                m.d.comb += phase.eq(Phase.IO)
-                m.d.sync += rpt_buf.eq(Mux(op == Opcode.READ_P, p_rd.data, t_rd.data))
-                m.next = "RPT_SEND"
-
-            with m.State("RPT_SEND"):
-                is_last = io_k == L_kout_m1
-                m.d.comb += [phase.eq(Phase.IO), self.m_axis.valid.eq(1),
-                             out.data.eq(rpt_buf), out.last.eq(is_last)]
-                with m.If(self.m_axis.ready):
-                    m.d.sync += io_k.eq(io_k + 1)
-                    with m.If(is_last):
-                        m.next = "IDLE"
-                    with m.Else():
-                        m.next = "RPT_RD"
+                m.d.sync += c_left.eq(eng.fwd_count)
 
         with m.If(flush):
             m.d.sync += [s1_valid.eq(0),
