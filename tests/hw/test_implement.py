@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""Implementation flow (xnorlearn.hw.synth, benchmarks/implement.py): report parsers, the
+"""Implementation flow (xnorlearn.boards.synth, benchmarks/implement.py): report parsers, the
 scan wrapper, soft multipliers, and (slow) the ECP5 place and route and xc7 synthesis of the
 64-lane core."""
 
@@ -17,7 +17,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from xnorlearn.hw.popcount import XnorPopcount
-from xnorlearn.hw.synth import (DEVICES, SOFT_MUL_ATTR, ScanWrapper, dsp_estimate,
+from xnorlearn.boards.synth import (DEVICES, SOFT_MUL_ATTR, ScanWrapper, dsp_estimate,
                                 mark_soft_multipliers, parse_nextpnr_log,
                                 parse_nextpnr_report, place_and_route_ecp5, synthesize,
                                 utilisation)
@@ -38,7 +38,7 @@ REPORT = """\
  ]},
  {"from": "<async>", "to": "posedge $glbnet$clk$TRELLIS_IO_IN", "path": [
   {"delay": 0, "from": {"cell": "scan_shift$tr_io", "port": "O"}, "to": {"cell": "scan_shift$tr_io", "port": "O"}, "type": "source"},
-  {"delay": 4.296999931335449, "from": {"cell": "scan_shift$tr_io", "port": "O"}, "net": "scan_shift$TRELLIS_IO_IN", "sources": ["/work/main/hw/synth.py:471"], "to": {"cell": "scan_capture_LUT4_C", "port": "D"}, "type": "routing"},
+  {"delay": 4.296999931335449, "from": {"cell": "scan_shift$tr_io", "port": "O"}, "net": "scan_shift$TRELLIS_IO_IN", "sources": ["/work/main/boards/synth.py:471"], "to": {"cell": "scan_capture_LUT4_C", "port": "D"}, "type": "routing"},
   {"delay": 0.23600000143051147, "from": {"cell": "scan_capture_LUT4_C", "port": "D"}, "to": {"cell": "scan_capture_LUT4_C", "port": "F"}, "type": "logic"},
   {"delay": 0.8690000176429749, "from": {"cell": "scan_capture_LUT4_C", "port": "F"}, "net": "scan_capture_LUT4_C_Z", "sources": [], "to": {"cell": "out_chain_TRELLIS_FF_Q_11", "port": "CE"}, "type": "routing"},
   {"delay": 0, "from": {"cell": "out_chain_TRELLIS_FF_Q_11", "port": "CE"}, "to": {"cell": "out_chain_TRELLIS_FF_Q_11", "port": "CE"}, "type": "setup"}

@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""xnorlearn.hw.synth: Yosys resource counts of the blocks (xc7 and ECP5)."""
+"""xnorlearn.boards.synth: Yosys resource counts of the blocks (xc7 and ECP5)."""
 
 import json
 
@@ -9,7 +9,7 @@ from amaranth.hdl import Module, Signal
 from xnorlearn.hw.classifier import LocalClassifier
 from xnorlearn.hw.popcount import XnorPopcount
 from xnorlearn.hw.prng import Mix32
-from xnorlearn.hw.synth import (FAMILIES, SynthError, parse_stat, synthesize,
+from xnorlearn.boards.synth import (FAMILIES, SynthError, parse_stat, synthesize,
                                 synthesize_verilog)
 from xnorlearn.hw.threshold import ThresholdUnit
 from xnorlearn.hw.update import UpdateEngine
