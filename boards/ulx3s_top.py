@@ -255,6 +255,11 @@ def _run_step(cmd, cwd, log, say, what, timeout):
     seconds = time.monotonic() - started
     if proc.returncode != 0:
         text = Path(log).read_text(errors="replace")
+        # Yosys run with `-q -l FILE` writes its errors to FILE only.
+        if "-l" in cmd[:-1]:
+            tool_log = Path(cwd) / cmd[cmd.index("-l") + 1]
+            if tool_log.exists():
+                text += "\n" + tool_log.read_text(errors="replace")
         errors = [ln for ln in text.splitlines() if "ERROR" in ln or "Error" in ln][-5:]
         raise BoardBuildError(f"{what} failed (exit {proc.returncode}) after {seconds:.0f} s: "
                               + ("; ".join(errors) or text[-1500:]) + f" (log: {log})")

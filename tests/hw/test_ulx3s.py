@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from xnorlearn.boards.ulx3s_top import (BOARDS, BoardBuildError, add_build_arguments,
+from xnorlearn.boards.ulx3s_top import (BOARDS, BoardBuildError, _run_step, add_build_arguments,
                                         add_program_arguments, bridge_parameters, build_board,
                                         make_top, pll_parameters, program_board, run_build,
                                         run_program)
@@ -154,6 +154,20 @@ def test_program_reports_the_loader(tmp_path, monkeypatch):
                     "exit 1\n")
     with pytest.raises(BoardBuildError, match="openFPGALoader failed .*unable to open ftdi"):
         program_board(tmp_path, board="ecpix5-85", flash=True)
+
+
+def test_a_failed_step_names_the_errors_of_its_log_file(tmp_path):
+    """Yosys with ``-q -l FILE`` prints nothing and writes its error to FILE: the error
+    still reaches the message (the build takes the synthesis from Verilog on an
+    ``Assert``)."""
+    # The message is put together at run time: the command line (in the message when
+    # nothing else is) must not hold it.
+    tool = ("import sys; open(sys.argv[2], 'w').write('2.47 ABC_OPS_REINTEGRATE\\n' + "
+            "'ERR' + 'OR: Ass' + 'ert `GetSize(conn.first) == GetSize(conn.second)` failed\\n'); "
+            "sys.exit(1)")
+    with pytest.raises(BoardBuildError, match="synthesis failed .*ERROR: Assert `GetSize"):
+        _run_step([sys.executable, "-c", tool, "-l", "top.rpt"], tmp_path,
+                  tmp_path / "tool.log", lambda line: None, "synthesis", 60)
 
 
 def test_loopback_through_the_tools(tmp_path):
