@@ -43,7 +43,8 @@ def main():
             epochs = args.epochs or run["epochs"]
             for seed in run["seeds"]:
                 d = out / f"{run['name'].replace(' ', '_')}_s{seed}"
-                cli_main(["train", "--dataset", "fashion-mnist", "--hidden", *map(str, run["hidden"]),
+                cli_main(["train", "--device", "golden", "--dataset", "fashion-mnist",
+                          "--hidden", *map(str, run["hidden"]),
                           "--gamma", *map(str, run["gamma"]), "--epochs", str(epochs),
                           "--batch-size", "100", "--seed", str(seed), "--h-bits", run["h_bits"],
                           "--out", str(d), "--quiet"])

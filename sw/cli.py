@@ -32,10 +32,11 @@ def build_parser():
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a binary MLP and report per-epoch accuracy",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    t.add_argument("--device", default="golden", choices=DEVICES,
+    t.add_argument("--device", default=None, choices=DEVICES,
                    help="where to train: golden (the bit-exact golden model), sim (the "
                         "accelerator's Verilog on the simulated board), pynq (a PYNQ board, "
-                        "--overlay) or ulx3s (a ULX3S board on --port)")
+                        "--overlay) or ulx3s (a ULX3S board on --port); by default the "
+                        "board that --overlay or --port names, else sim")
     t.add_argument("--dataset", default="auto",
                    help="fashion-mnist, mnist, synthetic, a directory of IDX files, or auto "
                         "(Fashion-MNIST if installed, else synthetic)")
@@ -145,6 +146,8 @@ def cmd_train(args, parser):
             reinforce_n=args.reinforce_n, init=args.init, seed=args.seed)
     except (TypeError, ValueError) as e:
         _fail(parser, f"bad network configuration: {e}")
+    if args.device is None:
+        args.device = "pynq" if args.overlay else "ulx3s" if args.port else "sim"
     device = args.device != "golden"
     if args.device == "pynq" and not args.overlay:
         _fail(parser, "--device pynq needs --overlay DIR/xnorlearn.bit (written by "

@@ -25,7 +25,8 @@ def test_host_side_imports_no_gateware_or_simulator(tmp_path):
         import xnorlearn.sw.driver, xnorlearn.sw.pynq_transport, xnorlearn.sw.devices
         import xnorlearn.sw.train, xnorlearn.sw.cli, xnorlearn.sw.serial_transport
         from xnorlearn.sw.cli import main
-        code = main(["train", "--dataset", "synthetic", "--hidden", "8", "--epochs", "1",
+        code = main(["train", "--device", "golden", "--dataset", "synthetic", "--hidden", "8",
+                     "--epochs", "1",
                      "--train-limit", "64", "--test-limit", "16", "--quiet",
                      "--out", {str(tmp_path)!r}])
         assert code == 0, code

@@ -8,7 +8,8 @@ import pytest
 from xnorlearn.sw.cli import main
 from xnorlearn.sw.golden import FastBMLP
 
-SMALL = ["train", "--dataset", "synthetic", "--hidden", "24", "12", "--gamma", "6", "6", "--batch-size", "50",
+SMALL = ["train", "--device", "golden", "--dataset", "synthetic", "--hidden", "24", "12",
+         "--gamma", "6", "6", "--batch-size", "50",
          "--quiet"]
 
 
@@ -65,9 +66,26 @@ def test_resume_equals_uninterrupted(tmp_path, capsys):
 ])
 def test_bad_arguments_fail_fast(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as e:
-        main(["train", "--dataset", "synthetic", "--quiet", "--out", str(tmp_path)] + args)
+        main(["train", "--device", "golden", "--dataset", "synthetic", "--quiet",
+              "--out", str(tmp_path)] + args)
     assert e.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_device_is_the_board_named_else_the_simulated_board(tmp_path, capsys):
+    """Without --device: the simulated accelerator (a network too big for its build is
+    refused before anything runs), or the board that --overlay / --port names."""
+    base = ["train", "--dataset", "synthetic", "--hidden", "8", "--quiet"]
+    with pytest.raises(SystemExit) as e:
+        main(base + ["--preset", "ulx3s-85f", "--hidden", "8", "8", "8",
+                     "--out", str(tmp_path / "sim")])
+    assert e.value.code == 2 and "hidden layers = 3, the build allows 1..2" in \
+        capsys.readouterr().err
+    assert main(base + ["--overlay", str(tmp_path / "none.bit"),
+                        "--out", str(tmp_path / "pynq")]) != 0
+    assert "the pynq device failed" in capsys.readouterr().err
+    assert main(base + ["--port", str(tmp_path / "tty"), "--out", str(tmp_path / "ulx3s")]) != 0
+    assert "the ulx3s device failed: cannot open serial port" in capsys.readouterr().err
 
 
 def test_console_script_runs():

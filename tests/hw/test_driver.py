@@ -245,7 +245,8 @@ def test_device_model_recovers_the_golden_state(board):
 
 def _train(tmp_path, name, *extra):
     out = tmp_path / name
-    argv = ["train", "--dataset", "synthetic", "--hidden", "24", "16", "--batch-size", "16",
+    argv = ["train", "--device", "golden", "--dataset", "synthetic", "--hidden", "24", "16",
+            "--batch-size", "16",
             "--train-limit", "160", "--test-limit", "64", "--seed", "3", "--quiet",
             "--out", str(out), *extra]
     assert main(argv) == 0

@@ -161,7 +161,7 @@ def test_cli_trains_on_the_simulated_pynq(tmp_path, overlay, cache, monkeypatch)
               "--train-limit", "96", "--test-limit", "32", "--seed", "5", "--quiet",
               "--epochs", "2"]
     try:
-        assert main(common + ["--out", str(tmp_path / "g")]) == 0
+        assert main(common + ["--out", str(tmp_path / "g"), "--device", "golden"]) == 0
         assert main(common + ["--out", str(tmp_path / "p"), "--device", "pynq",
                               "--overlay", str(overlay)]) == 0
     finally:
