@@ -295,12 +295,15 @@ class TrainerCore(wiring.Component):
                      cfg.thresh.eq(self.thresh), cfg.key.eq(self.key)]
         cfg_ok = cfg.ok
 
+        # H and W, with the arbitration of their write port (`WeightStore`).
+        m.submodules.weights = weights = WeightStore(lanes=P, h_bits=HB,
+                                                     depth=self._weight_words)
         # The packets, and the sequence of a minibatch's layers (`PacketEngine`).
         m.submodules.packets = eng = PacketEngine(
             lanes=P, h_bits=HB, patterns=G, max_layers=ML, max_width=MW,
             max_fan_in=self._max_fan_in, max_batch=MB, classes=C, width_bits=self._width_bits,
             a_words=AW, a_depth=(ML + 1) // 2 * region, weight_words=self._weight_words,
-            h_read_latency=WeightStore.h_read_latency.fget(None))
+            h_read_latency=weights.h_read_latency)
         wiring.connect(m, wiring.flipped(self.s_axis), eng.s_axis)
         wiring.connect(m, wiring.flipped(self.m_axis), eng.m_axis)
         bs, bs_m1, op, flush = eng.bs, eng.bs_m1, eng.op, eng.flush
@@ -326,10 +329,7 @@ class TrainerCore(wiring.Component):
         L_row = cur_l * MW            # first row of the layer in Pmem / T
         U_row = u_l * MW
 
-        # -- memories --------------------------------------------------------------------------
-        # H and W, with the arbitration of their write port (`WeightStore`).
-        m.submodules.weights = weights = WeightStore(lanes=P, h_bits=HB,
-                                                     depth=self._weight_words)
+        # -- memories (H and W are the `WeightStore` above) --------------------------------------
         m.submodules.p_mem = p_mem = Memory(shape=unsigned(C), depth=ML * MW, init=[])
         m.submodules.t_mem = t_mem = Memory(shape=unsigned(17), depth=ML * MW, init=[])
         m.submodules.y_mem = y_mem = Memory(shape=unsigned(label_bits), depth=MB, init=[])
