@@ -123,6 +123,11 @@ class Accelerator(wiring.Component):
 
     * ``STEP``: a host write loads the core's minibatch counter, which the register
       mirrors back.
+    * Background sweeps: while the core's ``reinforcing`` is high (the last ``TRAIN``'s
+      reinforcement sweeps, which use the thresholds, keys, sizes and ``STEP``), every
+      register write waits, ``CONTROL`` included, so that none changes what they use or
+      cuts them short; ``STATUS.reinforcing`` shows it. The wait ends on its own, within
+      the sweeps' cycles.
     * Error ``BUSY``: a configuration write while the core is busy is ignored and
       latched here; ``STATUS.error`` is the core's error or this one, ``ERROR_CODE``
       the core's code if it has one (a refused packet), else ``BUSY``, and
@@ -236,11 +241,13 @@ class Accelerator(wiring.Component):
             core.soft_reset.eq(regs.soft_reset),
             core.clear_error.eq(regs.clear_error),
             regs.lock.eq(core.busy),
+            regs.hold.eq(core.reinforcing),
         ]
         # The status fields are registered once: `phase` comes from the core's
         # multiplexers, and reading it a cycle late costs nothing.
         m.d.sync += [
             regs.busy.eq(core.busy),
+            regs.reinforcing.eq(core.reinforcing),
             regs.error.eq(core.error | busy_error),
             regs.error_code.eq(Mux(core.error, core.error_code,
                                    Mux(busy_error, ErrorCode.BUSY, ErrorCode.NONE))),

@@ -135,6 +135,9 @@ class AxiLiteRegisters(wiring.Component):
         ``_load`` high whenever ``_written`` is low.)
     lock : ``In(1)``
         While high, host writes to ``rw``/``rwl`` registers are ignored (answered OKAY).
+    hold : ``In(1)``
+        While high, writes wait: their address and data stay held and ``bvalid`` does not
+        rise (reads go on).
     locked_write : ``Out(1)``
         One-cycle pulse for each write ignored because of ``lock``.
 
@@ -187,10 +190,11 @@ class AxiLiteRegisters(wiring.Component):
                     members[f"{f.name}_next"] = In(shape)
                     members[f"{f.name}_load"] = In(1)
                     members[f"{f.name}_written"] = Out(1)
-        for name in ("lock", "locked_write"):
+        for name in ("lock", "locked_write", "hold"):
             if name in members:
                 raise ValueError(f"register field {name!r} clashes with a control port")
         members["lock"] = In(1)
+        members["hold"] = In(1)
         members["locked_write"] = Out(1)
         super().__init__(members)
 
@@ -239,7 +243,7 @@ class AxiLiteRegisters(wiring.Component):
             m.d.sync += [w_held.eq(1), w_data.eq(bus["wdata"]), w_strb.eq(bus["wstrb"])]
 
         do_write = Signal()
-        m.d.comb += do_write.eq(aw_held & w_held & (~bus["bvalid"] | bus["bready"]))
+        m.d.comb += do_write.eq(aw_held & w_held & (~bus["bvalid"] | bus["bready"]) & ~self.hold)
         byte_mask = Cat(*(w_strb[i].replicate(8) for i in range(4)))
         write_resp = Signal(2)
         pulses = [self._port(reg, f.name) for reg in self._regmap if reg.access is Access.W1P

@@ -58,28 +58,36 @@ class TrainerCore(wiring.Component):
       order (pattern, then group) through the :class:`~xnorlearn.hw.update.UpdateEngine`,
       one word per cycle (the next pick is fetched while the current one streams; a
       neuron picked twice in a row waits one cycle if it has a single word, so that it
-      reads its own write-back), then the reinforcement sweep of every word of the layer
-      with the sweep key ``mix32(key[l] + step * 0x9E3779B9)`` computed on chip by a
-      :class:`~xnorlearn.hw.prng.Mix32` and the draws of a
-      :class:`~xnorlearn.hw.prng.ReinforceDraws` of ``draw_lanes`` draws per cycle: a word
-      takes ``lanes / draw_lanes`` cycles (fewer for a partial last word of a neuron).
-      Weights are frozen during the forward pass in the golden model too, so the updates
-      of layer ``l`` run while the forward pass of layer ``l + 1`` streams (other
-      memories, and the other bank of ``A``); only the last layer's updates add cycles,
-      and the forward pass of layer ``l + 2`` waits for the updates of layer ``l`` if
-      they are not done;
+      reads its own write-back). Weights are frozen during the forward pass in the golden
+      model too, so the CP updates of layer ``l`` run while the forward pass of layer
+      ``l + 1`` streams (other memories, and the other bank of ``A``); only the last
+      layer's add cycles, and the forward pass of layer ``l + 2`` waits for those of layer
+      ``l`` if they are not done;
     * ``step += 1``, ``patterns += bs``, ``errors +=`` the batch's last-layer errors, and the
-      status word ``0x8100_0000 | errors`` on ``m_axis``.
+      status word ``0x8100_0000 | errors`` on ``m_axis``;
+    * then, in the background (``reinforcing``), the reinforcement sweep of every word of
+      every layer from layer 0 on, with the sweep key ``mix32(key[l] + step *
+      0x9E3779B9)`` of the minibatch's ``step``, computed on chip by a
+      :class:`~xnorlearn.hw.prng.Mix32`, and the draws of a
+      :class:`~xnorlearn.hw.prng.ReinforceDraws` of ``draw_lanes`` draws per cycle: a word
+      takes ``lanes / draw_lanes`` cycles (fewer for a partial last word of a neuron). A
+      sweep changes no sign (hidden weights stay odd), so ``W`` reads the same during it,
+      and the next ``TRAIN`` / ``INFER`` loads and runs its forward passes beside it; the
+      next CP updates, ``WRITE_H`` and ``READ_H`` wait for the sweeps to end. The golden
+      order (a layer's CP updates, then its sweep, before anything reads ``H`` again)
+      holds.
 
     A minibatch of ``bs`` patterns thus takes
     ``ceil(bs / G) * sum_l K_l * ceil(K_{l-1} / lanes)`` cycles of forward pass, plus about
     15 cycles per layer, plus the last layer's CP words (picks times
-    ``ceil(K_{L-1} / lanes)``) and sweep (and any earlier layer's updates that outlast the
-    next forward pass), plus the load of the first group (``1 + ceil(K_0 / 32)`` words per
-    pattern) and about 20 cycles of drains and response. Each busy cycle is counted once, under ``phase``: ``FORWARD``
-    while the forward pass streams (whatever runs beside it), ``UPDATE`` /
-    ``REINFORCE`` while the sequencer waits for the CP updates / sweep, ``IO`` while it
-    waits for packet words or sends a response.
+    ``ceil(K_{L-1} / lanes)``) and any earlier layer's that outlast the next forward pass,
+    plus the load of the first group (``1 + ceil(K_0 / 32)`` words per pattern) and about
+    20 cycles of drains and response, plus the part of the last minibatch's sweeps
+    (``sum_l K_l * ceil(K_{l-1} / lanes) * lanes / draw_lanes`` cycles) that its load and
+    forward passes do not hide. Each busy cycle is counted once, under ``phase``:
+    ``FORWARD`` while the forward pass streams (whatever runs beside it), ``UPDATE`` /
+    ``REINFORCE`` while the sequencer waits for the CP updates / sweeps (or only the
+    sweeps run), ``IO`` while it waits for packet words or sends a response.
 
     ``INFER`` runs the load and the forward pass only and returns one prediction word per
     pattern followed by the status word ``0x8200_0000 | errors``.
@@ -95,6 +103,9 @@ class TrainerCore(wiring.Component):
     with an early ``tlast``, or the layer's last word without one).
     ``soft_reset`` returns every register (state machine, counters, ``step``, the error
     flag, the pipelines) to its reset value from any state; memories keep their contents.
+    It would cut background sweeps short, which is why the
+    :class:`~xnorlearn.hw.accelerator.Accelerator` holds every register write, ``CONTROL``
+    included, while ``reinforcing``.
 
     The core is the memories and the wiring of its components:
     :class:`~xnorlearn.hw.packet_engine.PacketEngine` (the packets and the sequence of
@@ -103,7 +114,7 @@ class TrainerCore(wiring.Component):
     :class:`~xnorlearn.hw.fwd_source.ForwardSource` (the forward pass's words), the lanes'
     popcounts, threshold unit, classifiers and selectors,
     :class:`~xnorlearn.hw.pick_drain.PickDrain` (the pick list) and
-    :class:`~xnorlearn.hw.update_path.UpdatePath` (a layer's CP updates and sweep).
+    :class:`~xnorlearn.hw.update_path.UpdatePath` (a layer's CP updates, or its sweep).
 
     Parameters
     ----------
@@ -156,6 +167,10 @@ class TrainerCore(wiring.Component):
         Strobes.
     busy, error : ``Out(1)``
         A packet is being processed; an error is latched.
+    reinforcing : ``Out(1)``
+        The reinforcement sweeps of the last ``TRAIN`` are still running; they end on their
+        own, within ``sum_l K_l * ceil(K_{l-1} / lanes) * lanes / draw_lanes`` cycles and
+        a few per layer.
     error_code : ``Out(ErrorCode)``
         Latched error (:class:`ErrorCode`).
     phase : ``Out(Phase)``
@@ -163,9 +178,11 @@ class TrainerCore(wiring.Component):
     step : ``Out(32)``
         Minibatch counter ``t`` of the reinforcement draws.
     patterns, errors, cycles, cycles_forward, cycles_update, cycles_reinforce, cycles_io : ``Out(32)``
-        Patterns trained, last-layer errors counted, busy cycles, and the busy cycles by
-        ``phase``: forward pass, waiting for CP updates, waiting for the reinforcement
-        sweep, packet I/O (``IO`` and ``RESPOND``); the four add up to ``cycles``.
+        Patterns trained, last-layer errors counted, busy cycles (``busy`` or
+        ``reinforcing``), and those cycles by ``phase``: forward pass, waiting for CP
+        updates, waiting for the reinforcement sweeps or running them while no packet is
+        being processed, packet I/O (``IO`` and ``RESPOND``); the four add up to
+        ``cycles``.
     s_axis : ``In(stream.Signature(AXIS_LAYOUT))``
         Command packets.
     m_axis : ``Out(stream.Signature(AXIS_LAYOUT))``
@@ -232,6 +249,7 @@ class TrainerCore(wiring.Component):
             "soft_reset": In(1),
             "clear_error": In(1),
             "busy": Out(1),
+            "reinforcing": Out(1),
             "error": Out(1),
             "error_code": Out(ErrorCode),
             "phase": Out(Phase),
@@ -420,13 +438,19 @@ class TrainerCore(wiring.Component):
                      "cycles_reinforce", "cycles_io")}
         for name, sig in counters.items():
             m.d.comb += getattr(self, name).eq(sig)
+        # The sweeps of the last TRAIN run in the background (`sweeping`), one layer after
+        # the other from layer 0, with the step that TRAIN had (`sweep_step`).
+        sweeping = Signal()
+        sweep_step = Signal(32)
         m.d.comb += [self.step.eq(step), self.error.eq(eng.error),
+                     self.reinforcing.eq(sweeping),
                      self.error_code.eq(eng.error_code), self.busy.eq(eng.busy),
                      self.phase.eq(eng.phase)]
         with m.If(self.step_load):
             m.d.sync += step.eq(self.step_value)
         with m.If(eng.finish):
             m.d.sync += [
+                sweeping.eq(1), sweep_step.eq(step),
                 step.eq(step + 1),
                 counters["patterns"].eq(counters["patterns"] + bs),
                 counters["errors"].eq(counters["errors"] + eng.batch_errors),
@@ -434,8 +458,8 @@ class TrainerCore(wiring.Component):
 
         # `busy` (phase neither IDLE nor ERROR) is decoded from the engine's state register,
         # not from `phase`, whose multiplexers depend on the forward and update machines.
-        phase = eng.phase
-        with m.If(self.busy):
+        phase = Mux(~self.busy & sweeping, Phase.REINFORCE, eng.phase)
+        with m.If(self.busy | sweeping):
             m.d.sync += counters["cycles"].eq(counters["cycles"] + 1)
         for ph, name in ((Phase.FORWARD, "cycles_forward"), (Phase.UPDATE, "cycles_update"),
                          (Phase.REINFORCE, "cycles_reinforce"), (Phase.IO, "cycles_io"),
@@ -590,12 +614,15 @@ class TrainerCore(wiring.Component):
         fw_quiet = src.empty & src.at_group & (drain_mu == src.mu)
         fw_busy = src.go | ~fw_quiet
 
-        # -- updates: the CP updates, then the reinforcement sweep, of layer `u_l` once its
-        # pick list is complete (`u_l < fw_done`).
+        # -- updates: the CP updates of layer `u_l` once its pick list is complete
+        # (`u_l < fw_done`), while a TRAIN runs; after the TRAIN, the sweeps, `u_l` from 0
+        # again. The next TRAIN's CP updates wait for them, its forward pass does not (a
+        # sweep changes no sign, so W reads the same).
         m.d.comb += [
-            upd_path.go.eq((op == Opcode.TRAIN) & (u_l < eng.fwd_done)),
+            upd_path.go.eq((op == Opcode.TRAIN) & eng.busy & ~sweeping & (u_l < eng.fwd_done)),
+            upd_path.sweep.eq(sweeping),
             upd_path.index.eq(u_l),
-            upd_path.step.eq(step),
+            upd_path.step.eq(sweep_step),
             upd_path.picks.eq(Array(pick_counts)[u_l]),
             upd_path.list_base.eq(u_l * pick_region),
             upd_path.row_base.eq(U_row),
@@ -612,12 +639,15 @@ class TrainerCore(wiring.Component):
         wiring.connect(m, upd_path.label_rd, y_rd_cp)
         with m.If(upd_path.done):
             m.d.comb += u_l_nx.eq(u_l + 1)
-        with m.If(eng.upd_restart):
+            with m.If(sweeping & (u_l + 1 == self.layers)):
+                m.d.comb += u_l_nx.eq(0)
+                m.d.sync += sweeping.eq(0)
+        with m.If((eng.upd_restart & ~sweeping) | eng.finish):
             m.d.comb += u_l_nx.eq(0)
         u_run = upd_path.running
         # Phase while only the update machine works (it is hidden under later layers'
         # forward passes otherwise).
-        u_phase = Mux(upd_path.reinforcing, Phase.REINFORCE, Phase.UPDATE)
+        u_phase = Mux(upd_path.reinforcing | sweeping, Phase.REINFORCE, Phase.UPDATE)
 
         # -- the packet engine: host I/O and the sequence of layers ------------------------------
         m.d.comb += [
@@ -627,7 +657,8 @@ class TrainerCore(wiring.Component):
             eng.layer.kout_m1.eq(L_kout_m1), eng.layer.hw_m1.eq(L_hw_m1),
             eng.layer.is_last.eq(is_last_layer),
             eng.fwd_busy.eq(fw_busy), eng.fwd_complete.eq(layer_done),
-            eng.upd_index.eq(u_l), eng.upd_phase.eq(u_phase),
+            eng.upd_index.eq(Mux(sweeping, 0, u_l)), eng.upd_phase.eq(u_phase),
+            eng.sweeping.eq(sweeping),
             eng.p_rd_data.eq(p_rd.data), eng.h_rd_data.eq(weights.h_rd_data),
         ]
         wiring.connect(m, eng.label_wr, y_wr)
@@ -651,7 +682,8 @@ class TrainerCore(wiring.Component):
         # Shared ports: A (the load, the forward pass, the CP updates), P (the forward pass,
         # READ_P) and H (the CP updates and the sweep, READ_H).
         for b in range(len(a_rd)):
-            cp_here = u_run & ((u_l[0] == b) if ML > 1 else 1)
+            # Only a CP job reads A: a sweep may run beside any layer's forward pass.
+            cp_here = u_run & ~upd_path.reinforcing & ((u_l[0] == b) if ML > 1 else 1)
             fw_en = (fw_a_we & (fw_wbank == b)).replicate(G)
             m.d.comb += [
                 a_rd[b].addr.eq(Mux(cp_here, upd_path.a_addr, src.a_rd.addr)),

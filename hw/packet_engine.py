@@ -36,7 +36,7 @@ class PacketEngine(wiring.Component):
       ``0x8n00_0000 | batch_errors`` ends the response.
     * ``WRITE_H`` / ``READ_H``: four hidden weights per payload word, assembled into (or
       taken from) ``lanes``-weight words of ``H``; a word is written on ``host`` once its
-      last payload word is in place.
+      last payload word is in place. The header waits while ``sweeping``.
     * ``WRITE_P`` / ``WRITE_T`` / ``READ_P`` / ``READ_T``: one classifier row or threshold
       word per payload word.
     * Any packet that fails a check (opcode, configuration, layer, length, label) latches
@@ -89,6 +89,8 @@ class PacketEngine(wiring.Component):
         Layers whose updates are done.
     upd_phase : ``In(Phase)``
         What the updates do (``UPDATE`` or ``REINFORCE``), shown while only they run.
+    sweeping : ``In(1)``
+        The last ``TRAIN``'s reinforcement sweeps still use ``H``.
     errors_add : ``In(range(patterns + 1))``
         Last-layer errors to add to ``batch_errors`` in this cycle.
     index, index_next : ``Out(range(max_layers))``
@@ -178,6 +180,7 @@ class PacketEngine(wiring.Component):
             "fwd_complete": In(1),
             "upd_index": In(range(ML + 1)),
             "upd_phase": In(Phase),
+            "sweeping": In(1),
             "errors_add": In(range(G + 1)),
             "index": Out(range(ML)),
             "index_next": Out(range(ML)),
@@ -381,7 +384,7 @@ class PacketEngine(wiring.Component):
                     m.next = "DECODE"
 
             with m.State("DECODE"):
-                m.d.comb += phase.eq(Phase.IO)
+                m.d.comb += phase.eq(Mux(self.sweeping, Phase.REINFORCE, Phase.IO))
                 last = hdr_last
                 # The layer indices follow the header whatever the checks decide (nothing
                 # uses them in DISCARD or ERROR), which keeps the checks out of the
@@ -410,10 +413,13 @@ class PacketEngine(wiring.Component):
                             fail(ErrorCode.LENGTH, last)
                         with m.Else():
                             with m.Switch(hdr_op):
+                                # H is the sweeps' until they end.
                                 with m.Case(Opcode.WRITE_H):
-                                    m.next = "WH_START"
+                                    with m.If(~self.sweeping):
+                                        m.next = "WH_START"
                                 with m.Case(Opcode.READ_H):
-                                    m.next = "RH_START"
+                                    with m.If(~self.sweeping):
+                                        m.next = "RH_START"
                                 with m.Case(Opcode.WRITE_P, Opcode.WRITE_T):
                                     m.next = "WPT_DATA"
                                 with m.Case(Opcode.READ_P, Opcode.READ_T):

@@ -1,5 +1,5 @@
-"""Update path: one layer's CP updates, then its reinforcement sweep, through the update
-engine and back into the weight store."""
+"""Update path: one layer's CP updates, or one layer's reinforcement sweep, through the
+update engine and back into the weight store."""
 
 from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
@@ -19,24 +19,29 @@ __all__ = ["UpdatePath"]
 
 
 class UpdatePath(wiring.Component):
-    """The updates of one layer at a time: its CP updates, then its reinforcement sweep.
+    """The updates of one layer at a time: its CP updates, or its reinforcement sweep.
 
-    When ``go`` is high (the layer's pick list is complete and a ``TRAIN`` runs) and the
-    sweep key's input ``key + step * 0x9E3779B9`` has been computed for this ``(step,
-    index)``, the path hashes it into the sweep key with a
-    :class:`~xnorlearn.hw.prng.Mix32` and runs the :class:`CpSequencer` over the pick
-    list, then the :class:`ReinforceSweep` over every word of the layer. Each word's
-    operands (the pattern's ``A`` word for a CP word, the draws for a sweep word) wait for
-    its ``H`` word, read with ``h_read_latency`` cycles of latency, then the
-    :class:`~xnorlearn.hw.update.UpdateEngine` updates it and the result leaves on
-    ``update``, to be written to ``H`` and ``W``. The sweep's first request comes two
-    cycles after the last CP word, and its first ``H`` read after that word's write-back.
-    ``done`` rises once the last word has left the engine.
+    Two kinds of job, one at a time, each for the layer ``index``:
 
-    This is, word for word, the golden model's
-    :func:`~xnorlearn.sw.golden.literal.cp_step` over the pick list in order, then
-    :func:`~xnorlearn.sw.golden.literal.reinforce_step` of every weight with the draws of
-    :func:`~xnorlearn.sw.golden.prng.reinforce_draws`.
+    * ``go`` (the layer's pick list is complete and a ``TRAIN`` runs): the
+      :class:`CpSequencer` over the pick list;
+    * ``sweep``, once the sweep key's input ``key + step * 0x9E3779B9`` has been computed
+      for this ``(step, index)``: the path hashes it into the sweep key with a
+      :class:`~xnorlearn.hw.prng.Mix32` and runs the :class:`ReinforceSweep` over every
+      word of the layer.
+
+    Each word's operands (the pattern's ``A`` word for a CP word, the draws for a sweep
+    word) wait for its ``H`` word, read with ``h_read_latency`` cycles of latency, then
+    the :class:`~xnorlearn.hw.update.UpdateEngine` updates it and the result leaves on
+    ``update``, to be written to ``H`` and ``W``. ``done`` rises once the job's last word
+    has left the engine, so the next job's first ``H`` read comes after every write-back
+    of this one.
+
+    Run as ``go`` of a layer then ``sweep`` of the same layer and ``step``, this is, word
+    for word, the golden model's :func:`~xnorlearn.sw.golden.literal.cp_step` over the
+    pick list in order, then :func:`~xnorlearn.sw.golden.literal.reinforce_step` of every
+    weight with the draws of :func:`~xnorlearn.sw.golden.prng.reinforce_draws`. A sweep
+    changes no sign (hidden weights are odd), so ``W`` reads the same during it.
 
     Parameters
     ----------
@@ -58,7 +63,9 @@ class UpdatePath(wiring.Component):
     Members
     -------
     go : ``In(1)``
-        The layer ``index`` may be updated.
+        Run the CP updates of layer ``index`` (sampled while idle; ``sweep`` wins).
+    sweep : ``In(1)``
+        Run the reinforcement sweep of layer ``index`` with ``step``.
     index : ``In(range(max_layers + 1))``
         The layer.
     step : ``In(32)``
@@ -74,19 +81,19 @@ class UpdatePath(wiring.Component):
         The :class:`CpSequencer`'s read ports.
     a_addr : ``Out``
     a_data : ``In(patterns * lanes)``
-        ``A`` read, one cycle of latency; ``a_addr`` is valid while ``running``.
+        ``A`` read, one cycle of latency; ``a_addr`` is valid while ``running`` and not ``reinforcing``.
     h_addr : ``Out(addr_bits)``
     h_data : ``In(lanes * h_bits)``
         ``H`` read, ``h_read_latency`` cycles; ``h_addr`` is valid while ``running``.
     update : ``Out(stream.Signature(weight_word_layout(...), always_ready=True))``
         The updated words.
     running : ``Out(1)``
-        The path reads ``A`` and ``H``.
+        A job runs: the path reads ``H``, and ``A`` unless ``reinforcing``.
     reinforcing : ``Out(1)``
-        The CP updates are done; the sweep runs.
+        A sweep runs.
     done : ``Out(1)``
-        The layer's updates are written: the caller moves ``index`` on (and ``go`` with it)
-        in this cycle.
+        The job's words are written: the caller moves ``index`` on (and drops ``go`` or
+        ``sweep``) in this cycle.
 
     Raises
     ------
@@ -110,9 +117,6 @@ class UpdatePath(wiring.Component):
             hazard=h_read_latency + self._engine.latency)
         self._sweep = ReinforceSweep(lanes=lanes, draw_lanes=draw_lanes, width_bits=width_bits,
                                      max_words=a_words, addr_bits=addr_bits, mul_stages=3)
-        # The sweep's first H read (its latency after the first request, two cycles after
-        # the last CP word) must come after that word's write-back.
-        assert 2 + self._sweep.latency > self._cp.hazard
         self._patterns, self._lanes = patterns, lanes
         shapes = layer_shapes(lanes=lanes, max_words=a_words, width_bits=width_bits,
                               draw_lanes=draw_lanes)
@@ -123,6 +127,7 @@ class UpdatePath(wiring.Component):
         cp_ports = self._cp.signature.members
         super().__init__({
             "go": In(1),
+            "sweep": In(1),
             "index": In(range(max_layers + 1)),
             "step": In(32),
             "layer": In(self._layer),
@@ -158,8 +163,9 @@ class UpdatePath(wiring.Component):
         run = Signal()
 
         # CP updates: the pick list streamed as the words to update.
+        sweeping = Signal()           # the job is a sweep
         m.d.comb += [
-            cps.run.eq(run),
+            cps.run.eq(run & ~sweeping),
             cps.picks.eq(self.picks),
             cps.list_base.eq(self.list_base),
             cps.row_base.eq(self.row_base),
@@ -172,11 +178,12 @@ class UpdatePath(wiring.Component):
         for name in ("pick_rd", "row_rd", "label_rd"):
             wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(cps, name))
         cp = cps.o
-        # The sweep's requests start two cycles after the last CP word was issued.
-        rf_ok = Signal()
+        # A CP job ends two cycles after the sequencer's `done`, when its last word is
+        # counted in `inflight`, and once that count is back to zero.
+        cp_end = Signal()
         cp_done_d = Signal()
-        with m.If(run):
-            m.d.sync += [cp_done_d.eq(cps.done), rf_ok.eq(cp_done_d)]
+        with m.If(run & ~sweeping):
+            m.d.sync += [cp_done_d.eq(cps.done), cp_end.eq(cp_done_d)]
 
         m.d.comb += [
             sweep.base.eq(geo.base),
@@ -185,7 +192,7 @@ class UpdatePath(wiring.Component):
             sweep.layer.words_m1.eq(geo.words_m1),
             sweep.layer.last.eq(geo.last),
             sweep.layer.chunks_m1.eq(geo.chunks_m1),
-            sweep.enable.eq(run & rf_ok),
+            sweep.enable.eq(run & sweeping),
         ]
         rf = sweep.o
 
@@ -228,9 +235,9 @@ class UpdatePath(wiring.Component):
             # complete.
             self.h_addr.eq(Mux(cps.active, cps.h_addr, sweep.h_addr)),
             self.running.eq(run),
-            self.reinforcing.eq(rf_ok),
+            self.reinforcing.eq(run & sweeping),
         ]
-        finished = run & rf_ok & sweep.done & (inflight == 0)
+        finished = run & Mux(sweeping, sweep.done, cp_end) & (inflight == 0)
 
         # The sweep key's input `key + step * GOLDEN`: `step` copied into a register, the
         # product by an adder tree of its shifted copies, then plus the key. `seed_tag`
@@ -255,11 +262,15 @@ class UpdatePath(wiring.Component):
 
         with m.FSM(name="update"):
             with m.State("U_IDLE"):
-                start = self.go & seed_ok
-                m.d.comb += [mix.i.valid.eq(start), mix.i.payload.x[0].eq(seed)]
-                m.d.sync += [rf_ok.eq(0), cp_done_d.eq(0)]
+                start_sweep = self.sweep & seed_ok
+                m.d.comb += [mix.i.valid.eq(start_sweep), mix.i.payload.x[0].eq(seed)]
+                m.d.sync += [cp_end.eq(0), cp_done_d.eq(0)]
                 m.d.comb += [cps.clear.eq(1), sweep.clear.eq(1)]
-                with m.If(start & mix.i.ready):
+                with m.If(start_sweep & mix.i.ready):
+                    m.d.sync += sweeping.eq(1)
+                    m.next = "U_RUN"
+                with m.Elif(self.go & ~self.sweep):
+                    m.d.sync += sweeping.eq(0)
                     m.next = "U_RUN"
             with m.State("U_RUN"):
                 m.d.comb += [run.eq(1), sweep.key.valid.eq(mix.o.valid),

@@ -88,13 +88,14 @@ class Status:
     error: bool
     phase: Phase
     error_code: int
+    reinforcing: bool = False
 
     def __str__(self):
         code = (ErrorCode(self.error_code).name if self.error_code in ErrorCode._value2member_map_
                 else str(self.error_code))
         phase = Phase(self.phase).name if self.phase in Phase._value2member_map_ else self.phase
-        return (f"STATUS busy={int(self.busy)} error={int(self.error)} phase={phase}, "
-                f"ERROR_CODE {code}")
+        return (f"STATUS busy={int(self.busy)} error={int(self.error)} "
+                f"reinforcing={int(self.reinforcing)} phase={phase}, ERROR_CODE {code}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,11 +150,13 @@ def first_difference(expected, got):
 
 
 def packet_cycle_limit(build, sizes, batch_size):
-    """A generous bound on the cycles one packet of network ``sizes`` takes on ``build``."""
+    """A generous bound on the cycles one packet of network ``sizes`` takes on ``build``,
+    the last ``TRAIN``'s reinforcement sweeps that it may wait for included."""
     words = sum(k * -(-kin // build.lanes) for kin, k in zip(sizes, sizes[1:]))
     io = batch_size * (1 + -(-sizes[0] // 32)) + sum(
         k * -(-kin // 4) for kin, k in zip(sizes, sizes[1:]))
-    return 8 * (batch_size * words + words * build.max_groups + io) + 200_000
+    sweeps = words * (build.lanes // build.draw_lanes)
+    return 8 * (batch_size * words + words * build.max_groups + io + sweeps) + 200_000
 
 
 def build_from_words(words):
@@ -327,10 +330,33 @@ class Device:
         st = self._regmap.decode("STATUS", self.read("STATUS"))
         return Status(busy=bool(st["busy"]), error=bool(st["error"]), phase=st["phase"],
                       error_code=self._regmap.decode("ERROR_CODE",
-                                                     self.read("ERROR_CODE"))["error_code"])
+                                                     self.read("ERROR_CODE"))["error_code"],
+                      reinforcing=bool(st["reinforcing"]))
+
+    def wait_idle(self):
+        """Wait until the device is neither busy nor reinforcing (the last ``TRAIN``'s
+        reinforcement sweeps run after its response), so that the cycle counters hold
+        all of its work.
+
+        Raises
+        ------
+        DeviceTimeout
+            If it is still busy after the deadline of one minibatch of the largest size.
+        """
+        deadline = time.monotonic() + self._deadline(self._build.max_batch)
+        while True:
+            st = self.status()
+            if not (st.busy or st.reinforcing):
+                return st
+            if time.monotonic() >= deadline:
+                raise DeviceTimeout(f"{self._transport.name}: still {st} after "
+                                    f"{self._deadline(self._build.max_batch):.1f} s")
 
     def counters(self):
-        """``{name: value}`` of ``PATTERNS``, ``ERRORS``, ``STEP`` and the cycle counters."""
+        """``{name: value}`` of ``PATTERNS``, ``ERRORS``, ``STEP`` and the cycle counters,
+        read once the device is idle (:meth:`wait_idle`), so that they count the same
+        cycles."""
+        self.wait_idle()
         return {name: self.read(name) for name in COUNTERS + CYCLE_COUNTERS}
 
     def clear_error(self):

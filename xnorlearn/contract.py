@@ -427,6 +427,8 @@ REGISTERS = (
     Register("STATUS", 0x024, _RO, (
         _f("busy", 0, 1, "a packet is being processed"),
         _f("error", 1, 1, "a packet was refused; waits for CONTROL.clear_error"),
+        _f("reinforcing", 2, 1, "the last TRAIN's reinforcement sweeps still run; register "
+                                "writes, READ_H and WRITE_H wait for them"),
         _f("phase", 4, 4, "current phase (Phase table)"),
     ), "Core state."),
     Register("ERROR_CODE", 0x028, _RO, (

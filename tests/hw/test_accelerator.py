@@ -163,7 +163,7 @@ def test_wrapper_logic():
         for word, last in ((2, 0), (3, 0), (4, 1)):   # the packet itself completes
             assert await host.send_word(word, last)
         st = await host.status()
-        assert st == {"busy": 0, "error": 1, "phase": Phase.ERROR,
+        assert st == {"busy": 0, "error": 1, "reinforcing": 0, "phase": Phase.ERROR,
                       "error_code": ErrorCode.BUSY}, st
         assert not await host.send_word(protocol.read_p_packet(0, 4)[0], 1, max_cycles=30)
         await host.write("CONTROL", regs.encode("CONTROL", clear_error=1))

@@ -188,7 +188,7 @@ def test_ports(build, addr_width):
         "cycles_reinforce": ("In", 32), "cycles_io": ("In", 32), "width": ("Out", 12 * layers),
         "gamma": ("Out", 12 * layers), "robust": ("Out", 16 * layers),
         "thresh": ("Out", 17 * layers), "key": ("Out", 32 * layers), "lock": ("In", 1),
-        "locked_write": ("Out", 1),
+        "locked_write": ("Out", 1), "hold": ("In", 1), "reinforcing": ("In", 1),
     }
     core = {n: m for n, m in members.items() if not n.startswith("s_axil_")}
     assert set(core) == set(expected)
@@ -262,9 +262,12 @@ class Bench:
             got = self.ctx.get(Value.cast(getattr(self.dut, port)))
             assert got == want, f"after {what}: {port} = {got:#x}, expected {want:#x}"
 
-    async def write(self, addr, data, strb=0xF):
+    async def write(self, addr, data, strb=0xF, hold=0):
+        """One write; with ``hold``, the port ``hold`` is high for its first ``hold``
+        cycles, and no B response may come before they end."""
         b, ctx = self.bus, self.ctx
         want = self.model.write(addr, data, strb)
+        ctx.set(self.dut.hold, hold > 0)
         ctx.set(b["awaddr"], addr)
         ctx.set(b["awprot"], int(self.rng.integers(8)))
         ctx.set(b["wdata"], data)
@@ -272,7 +275,9 @@ class Bench:
         aw_at, w_at = self._delay(), self._delay()
         aw_done = w_done = False
         held = None
-        for cycle in range(100):
+        for cycle in range(100 + hold):
+            if cycle == hold:
+                ctx.set(self.dut.hold, 0)
             ctx.set(b["awvalid"], not aw_done and cycle >= aw_at)
             ctx.set(b["wvalid"], not w_done and cycle >= w_at)
             bready = bool(self.rng.random() >= self.stall)
@@ -280,6 +285,7 @@ class Bench:
             awv, awr, wv, wr, bv, bresp = await self.tick(
                 b["awvalid"], b["awready"], b["wvalid"], b["wready"], b["bvalid"], b["bresp"])
             assert not bv or (aw_done and w_done), "B before its AW and W were accepted"
+            assert not bv or cycle > hold, f"B in cycle {cycle}, while held for {hold}"
             if held is not None:
                 assert bv and bresp == held, "B response withdrawn or changed"
             aw_done |= bool(awv and awr)
@@ -446,7 +452,7 @@ def test_every_register(rng, build, addr_width):
 @pytest.mark.parametrize("idle, stall", [(0.0, 0.0), (0.5, 0.5)])
 def test_random(rng, build, addr_width, idle, stall):
     """Random reads, writes with random strobes, unmapped and unaligned addresses, core
-    inputs changing between accesses, lock, and core loads of STEP."""
+    inputs changing between accesses, lock, hold, and core loads of STEP."""
     dut = AxiLiteRegisters(build=build, addr_width=addr_width)
     model = RegisterModel(dut.regmap, addr_width)
     addresses = random_addresses(rng, model, 400)
@@ -461,14 +467,16 @@ def test_random(rng, build, addr_width, idle, stall):
             elif r < 0.15:
                 await bench.core_load(int(rng.integers(1 << 32)))
             if rng.random() < 0.5:
-                await bench.write(addr, int(rng.integers(1 << 32)), int(rng.integers(16)))
+                hold = int(rng.integers(1, 12)) if rng.random() < 0.1 else 0
+                await bench.write(addr, int(rng.integers(1 << 32)), int(rng.integers(16)),
+                                  hold=hold)
             else:
                 await bench.read(addr)
 
     bench = simulate(dut, model, rng, body, idle=idle, stall=stall)
     assert model.pulses, "no pulse was exercised"
     if idle == stall == 0:
-        assert bench.cycles <= 3 * 400 + 100     # 2 cycles a read, 3 a write
+        assert bench.cycles <= 3 * 400 + 100 + 12 * 40  # 2 cycles a read, 3 a write, holds
 
 
 @pytest.mark.parametrize("idle, stall", [(0.0, 0.0), (0.3, 0.6)])

@@ -126,7 +126,10 @@ def run_core(build, rng, *, networks, batches, idle=0.0, stall=0.0):
          weight_words=128, draw_lanes=64),
     # The forward pass on three patterns at once (partial last groups).
     dict(SMALL, fwd_patterns=3),
-], ids=["p32d16", "p64d64l3", "p32g3"])
+    # Two draws per cycle: each TRAIN's sweeps outlast the next packet's load, and the
+    # next forward pass streams beside them.
+    dict(SMALL, draw_lanes=2),
+], ids=["p32d16", "p64d64l3", "p32g3", "p32d2"])
 def test_core_trains_like_golden(rng, build):
     report = run_core(build, rng, networks=2, batches=2)
     assert len(report) == 4

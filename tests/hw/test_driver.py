@@ -156,8 +156,8 @@ def test_timeout_reports_status_and_leaves_the_device_usable(board):
     dev.load(model)
     t0 = time.monotonic()
     with pytest.raises(DeviceTimeout, match=r"no response within .*STATUS busy=0 error=0 "
-                                            r"phase=IDLE, ERROR_CODE NONE; the device was "
-                                            r"soft-reset"):
+                                            r"reinforcing=0 phase=IDLE, ERROR_CODE NONE; "
+                                            r"the device was soft-reset"):
         dev._request(protocol.write_p_packet(0, model.P[0]), 1, "WRITE_P")
     waited = time.monotonic() - t0
     assert dev._deadline(1) <= waited < dev._deadline(1) + 2, waited

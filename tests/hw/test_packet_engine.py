@@ -158,12 +158,18 @@ class TB:
         """Forward pass: a started layer completes some cycles after its start (layer 0
         only after its last pattern is loaded) and stays complete until the next start;
         the last layer adds planned errors on the way. Updates: layer ``u`` is done some
-        cycles after ``fwd_done > u`` (``TRAIN`` only)."""
+        cycles after ``fwd_done > u`` (``TRAIN`` only). After each ``finish``, ``sweeping``
+        for a random number of cycles, during which no ``H`` word may be written or read
+        and the CP updates wait."""
         dut, rng = self.dut, self.rng
         running = None          # [layer, count, cycles left, errors left]
         complete = False
         upd, upd_wait = 0, None
+        sweep_left = 0
         while True:
+            sweeping = sweep_left > 0
+            sweep_left = max(sweep_left - 1, 0)
+            ctx.set(dut.sweeping, sweeping)
             # This cycle's inputs, from what the engine did before.
             add = 0
             if running is not None and not complete:
@@ -177,7 +183,7 @@ class TB:
             ctx.set(dut.errors_add, add)
             ctx.set(dut.fwd_busy, running is not None and not complete)
             ctx.set(dut.fwd_complete, complete)
-            if ctx.get(dut.op) == Opcode.TRAIN and upd < ctx.get(dut.fwd_done):
+            if ctx.get(dut.op) == Opcode.TRAIN and upd < ctx.get(dut.fwd_done) and not sweeping:
                 if upd_wait is None:
                     upd_wait = int(rng.integers(0, 60))
                 elif upd_wait == 0:
@@ -204,6 +210,9 @@ class TB:
             if ctx.get(dut.finish):
                 self.finishes += 1
                 assert upd == ctx.get(self.h.cfg.layers), "finished before the updates"
+                sweep_left = int(rng.integers(0, 120))
+            if sweeping:
+                assert not ctx.get(dut.host.valid), "an H word written during the sweeps"
             await ctx.tick()
             self.cycle += 1
 

@@ -1,7 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """UpdatePath with the core's weight store and real memories against the golden model:
-layers of random shapes updated one after the other (CP over a random pick list with
-neurons picked again, then the reinforcement sweep at thresholds from none to all), every
+layers of random shapes updated one after the other (a CP job over a random pick list
+with neurons picked again, then a sweep job at thresholds from none to all), every
 hidden weight of the layer, padding lanes included, read back and compared with
 ``cp_step`` and ``reinforce_step`` applied in the golden order."""
 
@@ -155,17 +155,21 @@ def test_against_golden(rng, patterns, draw_lanes):
             ctx.set(dut.list_base, list_base)
             ctx.set(dut.row_base, row_base)
             ctx.set(dut.a_base, a_base)
-            ctx.set(dut.go, 1)
+            # The CP job, then the sweep job, as the core runs them.
             limit = 200 + len(layer["picks"]) * (words + 8) + kout * words * (LANES // draw_lanes)
-            for cycle in range(limit):
-                if ctx.get(dut.done):
-                    break
+            for job in (dut.go, dut.sweep):
+                ctx.set(job, 1)
+                for cycle in range(limit):
+                    if ctx.get(dut.done):
+                        break
+                    assert ctx.get(dut.reinforcing) == (job is dut.sweep) or not ctx.get(
+                        dut.running)
+                    await ctx.tick()
+                else:
+                    raise AssertionError(f"layer {index} not done after {limit} cycles")
+                ctx.set(job, 0)
                 await ctx.tick()
-            else:
-                raise AssertionError(f"layer {index} not done after {limit} cycles")
-            ctx.set(dut.go, 0)
-            await ctx.tick()
-            assert not ctx.get(dut.running)
+                assert not ctx.get(dut.running)
             got = []
             for k in range(kout):
                 row = []
@@ -185,7 +189,7 @@ def test_against_golden(rng, patterns, draw_lanes):
 
 
 def test_waits_for_its_key():
-    """``go`` with a new ``step``: nothing starts before the sweep key's input is the
+    """``sweep`` with a new ``step``: nothing starts before the sweep key's input is the
     one of this ``(step, index)``."""
     top = Harness(patterns=1, draw_lanes=16)
     dut = top.dut
@@ -197,7 +201,7 @@ def test_waits_for_its_key():
         ctx.set(dut.step, 1)
         await ctx.tick().repeat(20)
         ctx.set(dut.step, 2)
-        ctx.set(dut.go, 1)
+        ctx.set(dut.sweep, 1)
         for _ in range(40):
             seen.append(ctx.get(dut.running))
             await ctx.tick()
