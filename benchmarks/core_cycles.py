@@ -9,8 +9,11 @@ Builds a :class:`~xnorlearn.hw.core.TrainerCore` sized for the network (784 inpu
 gamma the divisor of each width nearest 75, r 0.25, p_r 0.5, 8-bit H, PRNG-initialised
 weights), loads the golden model's initial weights into it and trains real minibatches
 (median-binarised Fashion-MNIST; the synthetic dataset, with a note, if it is absent) on
-the core and on the golden model. After every minibatch the whole of ``H`` and ``P`` is
-read back and compared, so the figures are those of a correct run. The cocotb test is
+the core and on the golden model, one at a time: each minibatch's cycles run from its
+header to the end of its reinforcement sweeps, which on a stream of minibatches run
+beside the next one's forward pass (``xnorlearn verify`` also measures that, back to
+back). After every minibatch the whole of ``H`` and ``P`` is read back and compared, so
+the figures are those of a correct run. The cocotb test is
 ``test_benchmark`` of :mod:`xnorlearn.sim.tb_core`; it writes the core's cycle counters
 to ``bench.json`` in the build directory.
 

@@ -41,6 +41,7 @@ Each test logs and writes to ``cases.json`` how many networks, minibatches and b
 inputs it checked.
 """
 
+import copy
 import json
 import time
 from pathlib import Path
@@ -544,7 +545,7 @@ def _verify_timeout_ns():
     v = tb_params().get("verify")
     if not v:
         return 1
-    return v["cycle_limit"] * (4 * v["batches"] + 8) * CLOCK_NS
+    return v["cycle_limit"] * (6 * v["batches"] + 12) * CLOCK_NS
 
 
 @cocotb.test(timeout_time=_verify_timeout_ns(), timeout_unit="ns",
@@ -552,7 +553,10 @@ def _verify_timeout_ns():
 async def test_verify(dut):
     """The run of ``xnorlearn verify`` (:mod:`xnorlearn.sw.verify`): the golden model's
     initial weights loaded, the given minibatches trained, everything compared after
-    each; progress as JSON lines, the result as JSON."""
+    each (the cycles of each counted up to the end of its reinforcement sweeps); then the
+    initial weights loaded again and the same minibatches trained back to back, the next
+    packet sent while one trains, and everything compared once at the end; progress as
+    JSON lines, the result as JSON."""
     params = tb_params()
     v = params["verify"]
     build = Build(**params["build"])
@@ -575,6 +579,7 @@ async def test_verify(dut):
         await tb.reset()
         await tb.open()
         model = FastBMLP(NetworkConfig.from_dict(v["config"]))
+        start = copy.deepcopy(model)
         data = np.load(v["data"])
         a0_all, y_all = data["a0"], data["y"]
         bs = v["batch_size"]
@@ -585,6 +590,7 @@ async def test_verify(dut):
         mismatch, _ = await chk.check(batch=0)
         emit("loaded", sim_s=time.perf_counter() - t0, mismatch=mismatch and mismatch.to_dict())
         corrupt = v.get("corrupt")
+        errors = []
         for b in range(1, v["batches"] + 1):
             if mismatch is not None:
                 break
@@ -593,13 +599,34 @@ async def test_verify(dut):
             t0 = time.perf_counter()
             before = await tb.host(tb.device.counters)
             got_errors = await tb.host(tb.device.train_batch, a0, y)
+            await tb.host(tb.device.wait_idle)
             after = await tb.host(tb.device.counters)
+            errors.append(got_errors)
             chk.golden(a0, y)
             mismatch, got = await chk.check(
                 batch=b, train_errors=got_errors, infer=(a0, y),
                 corrupt=corrupt if corrupt and corrupt.get("batch") == b else None)
             cycles = {k: (after[k] - before[k]) & 0xFFFFFFFF for k in CYCLE_COUNTERS}
             emit("batch", batch=b, patterns=len(y), errors=got_errors, cycles=cycles,
+                 sim_s=time.perf_counter() - t0, mismatch=mismatch and mismatch.to_dict())
+        if mismatch is None and v.get("back_to_back", True):
+            check_deadline("the back-to-back run")
+            t0 = time.perf_counter()
+            await tb.host(tb.device.load, start)
+            before = await tb.host(tb.device.counters)
+            # The device counts these minibatches again, on top of what it has counted.
+            chk.base = before
+            n = v["batches"]
+            got = await tb.host(tb.device.train_batches,
+                                [(a0_all[i * bs:(i + 1) * bs], y_all[i * bs:(i + 1) * bs])
+                                 for i in range(n)])
+            await tb.host(tb.device.wait_idle)
+            after = await tb.host(tb.device.counters)
+            mismatch, _ = await chk.check(batch=n)
+            if mismatch is None and got != errors:
+                raise AssertionError(f"back to back: errors {got}, one at a time {errors}")
+            cycles = {k: (after[k] - before[k]) & 0xFFFFFFFF for k in CYCLE_COUNTERS}
+            emit("back_to_back", batches=n, errors=got, cycles=cycles,
                  sim_s=time.perf_counter() - t0, mismatch=mismatch and mismatch.to_dict())
         result["mismatch"] = mismatch and mismatch.to_dict()
         result["passed"] = mismatch is None

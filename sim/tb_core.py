@@ -414,6 +414,14 @@ class LeanHost:
                 return
         raise AssertionError(f"core busy for {self.max_cycles} cycles")
 
+    async def reinforced(self):
+        """Until the last TRAIN's background reinforcement sweeps are done."""
+        for _ in range(self.max_cycles):
+            if not self.dut.reinforcing.value:
+                return
+            await RisingEdge(self.dut.clk)
+        raise AssertionError(f"core reinforcing for {self.max_cycles} cycles")
+
 
 COUNTERS = ("cycles", "cycles_forward", "cycles_update", "cycles_reinforce", "cycles_io")
 
@@ -457,6 +465,7 @@ async def run_benchmark(dut):
         wall = time.perf_counter() - t0
         free_cycles = round((get_sim_time(unit="ns") - ns0) / CLOCK_NS)
         assert response == [0x81000000 | errors], (response, errors)
+        await host.reinforced()
         delta = {k: int(getattr(dut, k).value) - v for k, v in before.items()}
         for rd_packet, rd_check in sc.readback_packets():
             rd_check(await host.request(rd_packet))

@@ -331,6 +331,15 @@ def run(args, *, corrupt=None, log=print):
                         f"{c['CYCLES_REINFORCE']}, io {c['CYCLES_IO']}), simulated in "
                         f"{event['sim_s']:.1f} s: "
                         + ("match" if event["mismatch"] is None else "MISMATCH"))
+                elif event["event"] == "back_to_back":
+                    c = event["cycles"]
+                    n = event["batches"]
+                    log(f"back to back: the weights loaded again, {n} minibatches queued, "
+                        f"{c['CYCLES']} cycles, {c['CYCLES'] / n:.0f} per minibatch (forward "
+                        f"{c['CYCLES_FORWARD']}, update {c['CYCLES_UPDATE']}, reinforce "
+                        f"{c['CYCLES_REINFORCE']}, io {c['CYCLES_IO']}), simulated in "
+                        f"{event['sim_s']:.1f} s: "
+                        + ("match" if event["mismatch"] is None else "MISMATCH"))
         if not alive:
             break
         thread.join(0.25)
@@ -338,6 +347,7 @@ def run(args, *, corrupt=None, log=print):
     result = json.loads(result_path.read_text()) if result_path.exists() else None
     batches = [e for e in events if e["event"] == "batch"]
     cycles = [e["cycles"]["CYCLES"] for e in batches]
+    queued = next((e for e in events if e["event"] == "back_to_back"), None)
     report = {
         "network": list(config.sizes), "classes": config.classes, "config": config.to_dict(),
         "build": dataclasses.asdict(build), "dataset": data_name, "simulator": args.simulator,
@@ -345,6 +355,9 @@ def run(args, *, corrupt=None, log=print):
         "build_s": t_build, "wall_s": wall,
         "sim_s": sum(e["sim_s"] for e in events if "sim_s" in e),
         "minibatches": batches, "cycles_per_minibatch": cycles,
+        "back_to_back": queued,
+        "cycles_per_minibatch_back_to_back": (queued["cycles"]["CYCLES"] / queued["batches"]
+                                              if queued else None),
         "build_dir": str(build_dir),
     }
     mismatch = result.get("mismatch") if result else None
@@ -367,9 +380,15 @@ def run(args, *, corrupt=None, log=print):
         mean = sum(cycles) / len(cycles)
         log(f"PASS: {len(batches)} minibatches; every weight (H and P of "
             f"{len(config.sizes) - 1} layers), every prediction and the counters PATTERNS, "
-            f"ERRORS, STEP match the golden model")
-        log(f"cycles per minibatch: {cycles} (mean {mean:.0f}); simulation "
-            f"{report['sim_s']:.1f} s, total {wall:.1f} s")
+            f"ERRORS, STEP match the golden model"
+            + (", after each minibatch and after the back-to-back run" if queued else ""))
+        log(f"cycles per minibatch, one at a time with its reinforcement sweeps: {cycles} "
+            f"(mean {mean:.0f})")
+        if queued is not None:
+            log(f"cycles per minibatch, back to back: "
+                f"{report['cycles_per_minibatch_back_to_back']:.0f} (each TRAIN's sweeps "
+                f"beside the next one's forward pass)")
+        log(f"simulation {report['sim_s']:.1f} s, total {wall:.1f} s")
         report["result"] = "pass"
     (out / "verify.json").write_text(json.dumps(report, indent=1))
     log(f"report: {out / 'verify.json'}")

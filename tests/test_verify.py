@@ -130,6 +130,14 @@ def test_verify_passes(verify_out, capsys):
     assert report["result"] == "pass" and report["network"] == [40, 16, 12]
     assert len(report["cycles_per_minibatch"]) == 2
     assert all(c > 6 * (16 * 2 + 12) for c in report["cycles_per_minibatch"])
+    # Back to back, each TRAIN's sweeps run beside the next one: never slower than one
+    # at a time, and the same errors.
+    queued = report["back_to_back"]
+    assert queued["batches"] == 2 and queued["mismatch"] is None
+    assert queued["errors"] == [e["errors"] for e in report["minibatches"]]
+    assert 6 * (16 * 2 + 12) < report["cycles_per_minibatch_back_to_back"] <= \
+        max(report["cycles_per_minibatch"])
+    assert any(line.startswith("back to back: ") for line in lines)
 
 
 def test_verify_reports_the_first_mismatch(verify_out, capsys):
