@@ -358,6 +358,8 @@ def run(args, *, corrupt=None, log=print):
         "back_to_back": queued,
         "cycles_per_minibatch_back_to_back": (queued["cycles"]["CYCLES"] / queued["batches"]
                                               if queued else None),
+        "cycles_per_minibatch_steady": ((queued["cycles"]["CYCLES"] - queued["tail"])
+                                        / queued["batches"] if queued else None),
         "build_dir": str(build_dir),
     }
     mismatch = result.get("mismatch") if result else None
@@ -387,7 +389,10 @@ def run(args, *, corrupt=None, log=print):
         if queued is not None:
             log(f"cycles per minibatch, back to back: "
                 f"{report['cycles_per_minibatch_back_to_back']:.0f} (each TRAIN's sweeps "
-                f"beside the next one's forward pass)")
+                f"beside the next one's forward pass); "
+                f"{report['cycles_per_minibatch_steady']:.0f} without the "
+                f"{queued['tail']} cycles of sweeps after the last response, which the next "
+                f"minibatch of a longer run would hide")
         log(f"simulation {report['sim_s']:.1f} s, total {wall:.1f} s")
         report["result"] = "pass"
     (out / "verify.json").write_text(json.dumps(report, indent=1))

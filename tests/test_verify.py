@@ -138,6 +138,8 @@ def test_verify_passes(verify_out, capsys):
     assert 6 * (16 * 2 + 12) < report["cycles_per_minibatch_back_to_back"] <= \
         max(report["cycles_per_minibatch"])
     assert any(line.startswith("back to back: ") for line in lines)
+    assert 0 < queued["tail"] < queued["cycles"]["CYCLES"]
+    assert report["cycles_per_minibatch_steady"] < report["cycles_per_minibatch_back_to_back"]
 
 
 def test_verify_reports_the_first_mismatch(verify_out, capsys):
