@@ -206,6 +206,7 @@ class TB:
             for ch in (self.axil.write_if.b_channel, self.axil.read_if.r_channel):
                 ch.set_pause_generator(_pause(self.rng, backpressure))
         dut.lock.value = 0
+        dut.hold.value = 0
         dut.step_load.value = 0
         dut.step_next.value = 0
         self.drive_inputs()
