@@ -237,7 +237,12 @@ class Host:
         self.writes.append(w)
         return w
 
-    async def write(self, name, value, max_cycles=100):
+    async def write(self, name, value, max_cycles=None):
+        """A write and its response; by default within 100 cycles plus the longest
+        background sweeps of the build, which hold register writes."""
+        if max_cycles is None:
+            b = self.build
+            max_cycles = 100 + b.weight_words * (b.lanes // b.draw_lanes) + 20 * b.max_layers
         w = self.write_at(name, value)
         await self.until(lambda: w.b is not None, max_cycles, f"the write of {name}")
         assert w.resp == 0, f"write of {name}: response {w.resp}"
