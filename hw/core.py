@@ -71,7 +71,7 @@ class TrainerCore(wiring.Component):
       :class:`~xnorlearn.hw.prng.Mix32`, and the draws of a
       :class:`~xnorlearn.hw.prng.ReinforceDraws` of ``draw_lanes`` draws per cycle: a word
       takes ``lanes / draw_lanes`` cycles (fewer for a partial last word of a neuron). A
-      sweep changes no sign (hidden weights stay odd), so ``W`` reads the same during it,
+      sweep changes no sign (it moves ``h`` away from 0), so ``W`` reads the same during it,
       and the next ``TRAIN`` / ``INFER`` loads and runs its forward passes beside it; the
       next CP updates, ``WRITE_H`` and ``READ_H`` wait for the sweeps to end. The golden
       order (a layer's CP updates, then its sweep, before anything reads ``H`` again)

@@ -41,7 +41,7 @@ class UpdatePath(wiring.Component):
     for word, the golden model's :func:`~xnorlearn.sw.golden.literal.cp_step` over the
     pick list in order, then :func:`~xnorlearn.sw.golden.literal.reinforce_step` of every
     weight with the draws of :func:`~xnorlearn.sw.golden.prng.reinforce_draws`. A sweep
-    changes no sign (hidden weights are odd), so ``W`` reads the same during it.
+    changes no sign (it moves ``h`` away from 0), so ``W`` reads the same during it.
 
     Parameters
     ----------
