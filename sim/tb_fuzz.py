@@ -481,6 +481,10 @@ class Fuzzer:
         self.regmap = self.host.regmap
         self.off = self.host.offsets
         self.reinforcing_mask = self.regmap.encode("STATUS", reinforcing=1)
+        # The longest background sweeps of the build: register writes, READ_H and WRITE_H
+        # headers and the next CP updates may wait that long.
+        self.sweep_cycles = (build.weight_words * (build.lanes // build.draw_lanes)
+                             + 20 * build.max_layers)
         self.model = ProtocolModel(build)
         self.stalls = stalls
         self.max_width = min(max_width or build.max_width, build.max_width)
@@ -723,14 +727,15 @@ class Fuzzer:
 
     async def wait_sent(self, pkt, max_cycles=None):
         n = len(pkt.words)
-        await self.host.until(lambda: pkt.sent, max_cycles or 400 + 8 * n,
+        await self.host.until(lambda: pkt.sent, max_cycles or 400 + 8 * n + self.sweep_cycles,
                               f"s_axis taking the {n} words of {pkt.what or 'a packet'} "
                               f"({len(pkt.accepted)} taken)")
 
-    async def wait_quiet(self, max_cycles=20000):
+    async def wait_quiet(self, max_cycles=None):
         """Until nothing is queued, no response is coming and the core is neither busy nor
         reinforcing."""
         host = self.host
+        max_cycles = max_cycles or 20000 + self.sweep_cycles
         start = host.t
         await host.until(lambda: not host.src and not host.writes and not host.reads,
                          max_cycles, "the host's queues to empty")
@@ -911,8 +916,9 @@ class Fuzzer:
             sizes = cfg.sizes
             cycles = len(words) + 30 + 13 * cfg.layers + n * sum(
                 sizes[l + 1] * -(-sizes[l] // b.lanes) for l in range(cfg.layers))
-            if op == Opcode.TRAIN:
-                cycles += sizes[-1] * -(-sizes[-2] // b.lanes) * b.lanes // b.draw_lanes
+            if op == Opcode.TRAIN:     # and its sweeps, in the background
+                cycles += sum(sizes[l + 1] * -(-sizes[l] // b.lanes) for l in range(cfg.layers)
+                              ) * b.lanes // b.draw_lanes
             return cycles
         if op in READ_OPS:
             return 10 + cfg.payload_words(op, words[0] >> 16 & 0xFF)
@@ -948,7 +954,7 @@ class Fuzzer:
             for op in WRITE_OPS:
                 words = [header_word(op, l, cfg.widths[l])] + self.write_payload(op, l)
                 pkt = self.host.send(words, what=f"{op.name} of layer {l}")
-        await self.wait_sent(pkt, 400 + 8 * sum(
+        await self.wait_sent(pkt, 400 + self.sweep_cycles + 8 * sum(
             cfg.payload_words(op, l) for op in WRITE_OPS for l in range(cfg.layers)))
         await self.host.step(4)
         self.counts["loads"] += 1
@@ -1232,7 +1238,8 @@ class Fuzzer:
                        f"skew {skew}; {what} offered at "
                        f"t0{off:+d}: {_hex(words)}")
         self.subkinds[f"race_{kind}"] += 1
-        await host.until(lambda: w.b is not None, 400, "the racing write's B")
+        await host.until(lambda: w.b is not None, 400 + self.sweep_cycles,
+                         "the racing write's B")
         if self.model.stream_open or pkt.accepted:
             await self.wait_sent(pkt, 20000)
         if pkt.header_cycle is not None:
@@ -1294,12 +1301,12 @@ class Fuzzer:
                 break
         else:
             name, value, kind = "ROBUST_0", self.model.regs["ROBUST_0"], "same"
-        phase = await self._wait_phase({target}, 400 + 8 * len(words))
+        phase = await self._wait_phase({target}, 400 + 8 * len(words) + self.sweep_cycles)
         w = host.write_at(self.off[name], value, racing=True)
         self.case.note(f"{what}: {_hex(words)}; {name} <- {value:#x} ({kind}) in phase "
                        f"{phase if phase is None else Phase(phase).name}")
         self.subkinds[f"phase_{target.name}" + ("" if phase == target else "_missed")] += 1
-        await host.until(lambda: w.b is not None, 400, "the write's B")
+        await host.until(lambda: w.b is not None, 400 + self.sweep_cycles, "the write's B")
         if target == Phase.ERROR:
             await host.step(int(rng.integers(0, 10)))
             host.send([0x7E000000], what="the tlast")
@@ -1389,7 +1396,8 @@ class Fuzzer:
                 host.stop_sender()
             w = host.write_at(self.off["CONTROL"], 1, racing=True)
         host.quiet_until = host.t + 40
-        await host.until(lambda: w.b is not None, 400 + max(0, w.aw_start - host.t),
+        await host.until(lambda: w.b is not None,
+                         400 + self.sweep_cycles + max(0, w.aw_start - host.t),
                          "the soft_reset's B")
         if at_end:
             host.stop_sender()
