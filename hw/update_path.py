@@ -81,7 +81,8 @@ class UpdatePath(wiring.Component):
         The :class:`CpSequencer`'s read ports.
     a_addr : ``Out``
     a_data : ``In(patterns * lanes)``
-        ``A`` read, one cycle of latency; ``a_addr`` is valid while ``running`` and not ``reinforcing``.
+        ``A`` read, one cycle of latency; ``a_addr`` is valid while ``running`` and not
+        ``reinforcing``.
     h_addr : ``Out(addr_bits)``
     h_data : ``In(lanes * h_bits)``
         ``H`` read, ``h_read_latency`` cycles; ``h_addr`` is valid while ``running``.

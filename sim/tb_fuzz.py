@@ -60,7 +60,8 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import Event, FallingEdge, ReadOnly
 
-from xnorlearn.contract import Build, Opcode, Phase, RegisterMap, header_word
+from xnorlearn.contract import (Build, Opcode, Phase, RegisterMap, header_word,
+                                max_sweep_cycles)
 from xnorlearn.sim.protocol_model import (OKAY, ProtocolModel,
                                           StreamViolation,
                                           Unpredictable, config_of, fit_problem, h_payload,
@@ -481,10 +482,7 @@ class Fuzzer:
         self.regmap = self.host.regmap
         self.off = self.host.offsets
         self.reinforcing_mask = self.regmap.encode("STATUS", reinforcing=1)
-        # The longest background sweeps of the build: register writes, READ_H and WRITE_H
-        # headers and the next CP updates may wait that long.
-        self.sweep_cycles = (build.weight_words * (build.lanes // build.draw_lanes)
-                             + 20 * build.max_layers)
+        self.sweep_cycles = max_sweep_cycles(build)
         self.model = ProtocolModel(build)
         self.stalls = stalls
         self.max_width = min(max_width or build.max_width, build.max_width)

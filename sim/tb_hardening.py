@@ -51,7 +51,8 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import Event, FallingEdge, ReadOnly
 
-from xnorlearn.contract import STATUS_TAG, Build, ErrorCode, Opcode, Phase, RegisterMap, header_word
+from xnorlearn.contract import (STATUS_TAG, Build, ErrorCode, Opcode, Phase, RegisterMap,
+                                header_word, max_sweep_cycles)
 from xnorlearn.sim.protocol_model import ProtocolModel, pattern_payload
 from xnorlearn.sim.runner import tb_params
 from xnorlearn.sim.streams import case_rng, record_cases
@@ -241,8 +242,7 @@ class Host:
         """A write and its response; by default within 100 cycles plus the longest
         background sweeps of the build, which hold register writes."""
         if max_cycles is None:
-            b = self.build
-            max_cycles = 100 + b.weight_words * (b.lanes // b.draw_lanes) + 20 * b.max_layers
+            max_cycles = 100 + max_sweep_cycles(self.build)
         w = self.write_at(name, value)
         await self.until(lambda: w.b is not None, max_cycles, f"the write of {name}")
         assert w.resp == 0, f"write of {name}: response {w.resp}"

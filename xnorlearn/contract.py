@@ -53,7 +53,7 @@ __all__ = [
     "COUNT_MASK", "MAX_COUNT", "THETA_MIN", "THETA_MAX", "H_PER_WORD", "header_word",
     "split_header", "Access", "Field", "Register", "Build", "PRESETS", "preset", "PYNQ_Z2", "ULX3S_85F", "REGISTERS", "LAYER_STRIDE",
     "ID_VALUE", "VERSION_MAJOR", "VERSION_MINOR", "ErrorCode", "Phase",
-    "LIMITS", "default_weight_words", "RegisterMap", "driver_offsets", "markdown_table",
+    "LIMITS", "default_weight_words", "max_sweep_cycles", "RegisterMap", "driver_offsets", "markdown_table",
 ]
 
 def check_int(name, value, lo, hi):
@@ -217,6 +217,13 @@ def default_weight_words(*, lanes, max_layers, max_width, max_fan_in):
     + (max_layers - 1) * max_width * ceil(max_width / lanes)``."""
     return (max_width * -(-max_fan_in // lanes)
             + (max_layers - 1) * max_width * -(-max_width // lanes))
+
+
+def max_sweep_cycles(build):
+    """A bound on the cycles of one ``TRAIN``'s background reinforcement sweeps on
+    ``build``: every weight word at ``lanes / draw_lanes`` cycles, and 20 cycles per layer
+    of start and drain. Register writes, ``READ_H`` and ``WRITE_H`` may wait that long."""
+    return build.weight_words * (build.lanes // build.draw_lanes) + 20 * build.max_layers
 
 
 @dataclasses.dataclass(frozen=True)
