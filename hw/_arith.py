@@ -5,9 +5,9 @@ own, and the trip to them and back takes most of a cycle)."""
 import functools
 import operator
 
-from amaranth.hdl import Mux, Signal, Value
+from amaranth.hdl import Const, Mux, Signal, Value
 
-__all__ = ["shifted_terms", "adder_tree"]
+__all__ = ["shifted_terms", "adder_tree", "divmod_const"]
 
 
 def shifted_terms(value, multiplier, width):
@@ -53,3 +53,24 @@ def adder_tree(m, terms, width, name, *, en=None, arity=3, latency=None):
             total = register(total, f"{name}_d{extra}")
         levels = latency
     return total, levels
+
+
+def divmod_const(value, divisor, max_value):
+    """``(value // divisor, value % divisor)`` for a constant ``divisor`` and ``0 <= value
+    <= max_value``, as logic: shifts for a power of two, else one comparison with each
+    multiple of ``divisor`` up to ``max_value`` and a multiplexer of the remainders (a
+    build has few of them: ``max_value / divisor`` is a handful of words)."""
+    value = Value.cast(value)
+    if divisor < 1:
+        raise ValueError(f"divisor must be at least 1, got {divisor}")
+    if not divisor & (divisor - 1):
+        shift = divisor.bit_length() - 1
+        return value >> shift, value[:shift] if shift else Value.cast(0)
+    steps = max_value // divisor
+    rbits = (divisor - 1).bit_length()
+    quotient, remainder = Const(0, range(steps + 1)), value[:rbits]
+    for t in range(1, steps + 1):
+        above = value >= t * divisor
+        quotient = Mux(above, t, quotient)
+        remainder = Mux(above, (value - t * divisor)[:rbits], remainder)
+    return quotient, remainder

@@ -6,10 +6,11 @@ __all__ = ["check_int", "check_lanes", "check_draw_lanes"]
 
 
 def check_lanes(lanes, lo=32, hi=1024):
-    """Return ``lanes`` if it is a power of two in ``lo..hi``; else raise naming it."""
+    """Return ``lanes`` if it is a multiple of 32 (the stream's word) in ``lo..hi``; else
+    raise naming it."""
     check_int("lanes", lanes, lo, hi)
-    if lanes & (lanes - 1):
-        raise ValueError(f"lanes must be a power of two, not {lanes}")
+    if lanes % 32:
+        raise ValueError(f"lanes must be a multiple of 32 in {lo}..{hi}, not {lanes}")
     return lanes
 
 

@@ -22,10 +22,9 @@ ADDR_WIDTH = 12
 
 #: Limits of the TrainerCore narrower than those of :data:`xnorlearn.contract.LIMITS`.
 CORE_LIMITS = {
-    "lanes": "a power of two in 32..1024",
     "max_width": "2..4095",
     "weight_words": f"1..{1 << 20}",
-    "draw_lanes": "an even divisor of lanes, at least 2",
+    "draw_lanes": "a power of two dividing lanes, at least 2",
     "z_bits": "None (the core selects on exact pre-activations)",
 }
 
@@ -44,13 +43,12 @@ def core_parameters(build):
     if not isinstance(build, Build):
         raise TypeError(f"build must be a xnorlearn.contract.Build, got {build!r}")
     problems = []
-    if build.lanes & (build.lanes - 1):
-        problems.append(("lanes", build.lanes))
     if build.max_width < 2:
         problems.append(("max_width", build.max_width))
     if build.weight_words > 1 << 20:
         problems.append(("weight_words", build.weight_words))
-    if build.draw_lanes < 2 or build.draw_lanes % 2 or build.lanes % build.draw_lanes:
+    if (build.draw_lanes < 2 or build.draw_lanes & (build.draw_lanes - 1)
+            or build.lanes % build.draw_lanes):
         problems.append(("draw_lanes", build.draw_lanes))
     if build.z_bits is not None:
         problems.append(("z_bits", build.z_bits))
@@ -155,8 +153,8 @@ class Accelerator(wiring.Component):
     ----------
     build : Build
         Elaboration parameters (:class:`xnorlearn.contract.Build`); the core needs
-        ``lanes`` a power of two, ``max_width >= 2``, ``weight_words <= 2**20``,
-        ``draw_lanes`` an even divisor of ``lanes`` and ``z_bits`` None.
+        ``max_width >= 2``, ``weight_words <= 2**20``, ``draw_lanes`` a power of two
+        dividing ``lanes`` and ``z_bits`` None.
 
     Members
     -------

@@ -10,9 +10,10 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import bits_for, ceil_log2, exact_log2
+from amaranth.utils import bits_for, ceil_log2
 
 from xnorlearn.contract import STATUS_TAG, ErrorCode, Opcode, Phase
+from xnorlearn.hw._arith import divmod_const
 from xnorlearn.hw._params import check_draw_lanes, check_lanes
 from xnorlearn.hw._params import check_int as _check_int
 from xnorlearn.hw.classifier import LocalClassifier
@@ -119,7 +120,7 @@ class TrainerCore(wiring.Component):
     Parameters
     ----------
     lanes : int
-        Words are ``lanes`` bits (or hidden weights) wide; a power of two, 32..1024.
+        Words are ``lanes`` bits (or hidden weights) wide; a multiple of 32 in 32..1024.
     max_layers : int
         Largest number of hidden layers ``L``, 1..8.
     max_width : int
@@ -203,8 +204,8 @@ class TrainerCore(wiring.Component):
     TypeError
         If a parameter is not an integer.
     ValueError
-        If a parameter is out of its range, ``lanes`` is not a power of two or
-        ``draw_lanes`` does not divide it.
+        If a parameter is out of its range, ``lanes`` is not a multiple of 32
+        or ``draw_lanes`` does not divide it.
     """
 
     def __init__(self, *, lanes, max_layers, max_width, max_fan_in, classes, max_batch,
@@ -291,7 +292,6 @@ class TrainerCore(wiring.Component):
         m = Module()
         P = self._lanes
         D = self._draw_lanes
-        LOGP = exact_log2(P)
         ML, MW, MB, MG = self._max_layers, self._max_width, self._max_batch, self._max_groups
         HB = self._h_bits
         AW = self._activation_words
@@ -579,10 +579,11 @@ class TrainerCore(wiring.Component):
         # Activations of this layer, packed into A words for the next layer (region cur_l+1).
         abuf = Signal(G * P, reset_less=True)
         amerged = Signal(G * P)
-        m.d.comb += amerged.eq(abuf | Cat(*((s2_a[j] << s2_k[:LOGP])[:P] for j in range(G))))
-        a_word_end = (s2_k[:LOGP] == P - 1) | s2_last
+        a_word, a_bit = divmod_const(s2_k, P, MW - 1)
+        m.d.comb += amerged.eq(abuf | Cat(*((s2_a[j] << a_bit)[:P] for j in range(G))))
+        a_word_end = (a_bit == P - 1) | s2_last
         fw_a_we = s2_valid & a_word_end & (cur_l + 1 < self.layers)
-        fw_a_addr = ((cur_l + 1) >> 1) * region + s2_mu * AW + (s2_k >> LOGP)
+        fw_a_addr = ((cur_l + 1) >> 1) * region + s2_mu * AW + a_word
         fw_wbank = ~cur_l[0] if ML > 1 else 0
         with m.If(s2_valid):
             m.d.sync += abuf.eq(Mux(a_word_end, 0, amerged))

@@ -7,7 +7,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, exact_log2
 
-from xnorlearn.hw._arith import adder_tree, shifted_terms
+from xnorlearn.hw._arith import adder_tree, divmod_const, shifted_terms
 from xnorlearn.hw._params import check_draw_lanes, check_lanes
 from xnorlearn.hw._params import check_int as _check_int
 from xnorlearn.hw.update import THRESHOLD_BITS
@@ -161,7 +161,6 @@ class LayerConfig(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         P, ML, MW = self._lanes, self._max_layers, self._max_width
-        LOGP = exact_log2(P)
         # Words per neuron, then their product with the width (a two-level adder tree), then
         # the layer bases, each from registers.
         n_w = [Signal(self.upd.words.shape(), name=f"cfg_words{l}") for l in range(ML)]
@@ -175,10 +174,12 @@ class LayerConfig(wiring.Component):
             product, _ = adder_tree(m, shifted_terms(width_m, n_w[l], 32), 32,
                                     f"cfg_product{l}", arity=4, latency=2)
             m.d.comb += words[l].eq(product)
+            fan_in = self._max_fan_in if l == 0 else MW
+            n_words, last_m1 = divmod_const(k + P - 1, P, fan_in + P - 1)
             m.d.sync += [
-                n_w[l].eq((k + P - 1) >> LOGP),
+                n_w[l].eq(n_words),
                 width_m.eq(self.width[l + 1]),
-                last_count[l].eq(k - (((k + P - 1) >> LOGP) - 1 << LOGP)),
+                last_count[l].eq(last_m1 + 1),
                 base[l + 1].eq(base[l] + words[l]),
             ]
         m.d.comb += self.bases.eq(Cat(*base[:ML]))

@@ -7,10 +7,11 @@ from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import bits_for, ceil_log2, exact_log2
+from amaranth.utils import bits_for, ceil_log2
 
 from xnorlearn.contract import LAYER_SHIFT, OPCODE_SHIFT, STATUS_TAG, ErrorCode, Opcode, Phase
 from xnorlearn.hw._params import check_int as _check_int
+from xnorlearn.hw._arith import divmod_const
 from xnorlearn.hw._params import check_lanes
 from xnorlearn.hw.layer_config import layer_shapes
 from xnorlearn.hw.weights import weight_word_layout
@@ -143,7 +144,7 @@ class PacketEngine(wiring.Component):
     TypeError
         If a parameter is not an integer.
     ValueError
-        If a parameter is out of range or ``lanes`` is not a power of two.
+        If a parameter is out of range or ``lanes`` is not a multiple of 32.
     """
 
     def __init__(self, *, lanes, h_bits, patterns, max_layers, max_width, max_fan_in,
@@ -249,7 +250,6 @@ class PacketEngine(wiring.Component):
         AW = self._a_words
         label_bits = max(1, (C - 1).bit_length())
         S = P // 32                   # host words per A word
-        LOGS = exact_log2(S)
         Q = P // 4                    # host words per H word
         MBG = -(-MB // G)
 
@@ -463,19 +463,19 @@ class PacketEngine(wiring.Component):
                         m.next = "LOAD_DATA"
 
             with m.State("LOAD_DATA"):
-                slot = io_v[:LOGS] if LOGS else 0
+                a_word, slot = divmod_const(io_v, S, -(-self._max_fan_in // 32) - 1)
                 merged_in = Signal(P)
                 m.d.comb += merged_in.eq(io_buf)
-                if LOGS:
+                if S > 1:
                     m.d.comb += merged_in.word_select(slot, 32).eq(s_in.data)
                 else:
                     m.d.comb += merged_in.eq(s_in.data)
                 word_end = (io_v == nw0 - 1)
                 exp_last = (ld_mu == bs_m1) & word_end
-                a_end = word_end | ((slot == S - 1) if LOGS else 1)
+                a_end = word_end | ((slot == S - 1) if S > 1 else 1)
                 # Region 0 is in bank 0; layer 0's forward pass writes bank 1 meanwhile.
                 m.d.comb += [phase.eq(load_phase), self.s_axis.ready.eq(1), self.loading.eq(1),
-                             self.a_load.addr.eq(io_addr + (io_v >> LOGS)),
+                             self.a_load.addr.eq(io_addr + a_word),
                              self.a_load.data.eq(merged_in.replicate(G)),
                              self.a_load.en.eq((self.s_axis.valid & a_end).replicate(G)
                                                & ld_onehot)]

@@ -17,7 +17,8 @@ reads back ``H`` and ``P`` of every layer, sends an ``INFER`` and reads ``PATTER
 
 Tests (parameters from :func:`~xnorlearn.sim.runner.tb_params`: ``build``, the
 :class:`~xnorlearn.contract.Build` as a dict; ``networks``, ``batches``; ``widths``,
-``batch`` (ranges of the random networks); ``timeout_ms``):
+``batch`` (ranges of the random networks); ``timeout_ms``; ``host_timeout_s``, the
+driver's wall-clock limit per wait, 60 s by default, longer for wide builds on Icarus):
 
 ``test_networks``, ``test_networks_stalls``
     Random networks (1..``max_layers`` layers, random widths, gamma, r, weights with
@@ -233,7 +234,8 @@ def _setup(dut, name, *, idle=0.0, backpressure=0.0):
     params = tb_params()
     build = Build(**params["build"])
     rng = case_rng(name)
-    tb = TB(dut, build, rng.spawn(1)[0], idle=idle, backpressure=backpressure)
+    tb = TB(dut, build, rng.spawn(1)[0], idle=idle, backpressure=backpressure,
+            timeout=float(params.get("host_timeout_s", 60.0)))
     return params, build, rng, tb
 
 

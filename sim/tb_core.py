@@ -111,14 +111,18 @@ def config_values(model):
     }
 
 
-def random_model(rng, build):
+def random_model(rng, build, sizes=None):
     """A random :class:`FastBMLP` that fits ``build`` (dict of TrainerCore parameters):
-    random H (odd, saturation corners included), thresholds and step."""
-    lanes = build["lanes"]
+    random H (odd, saturation corners included), thresholds and step; random sizes
+    unless ``sizes`` (inputs, then each layer's width) are given."""
+    lanes, fixed = build["lanes"], sizes
     for _ in range(1000):
         layers = int(rng.integers(1, build["max_layers"] + 1))
         k0 = int(rng.integers(8, build["max_fan_in"] + 1))
         widths = [int(rng.integers(8, build["max_width"] + 1)) for _ in range(layers)]
+        if fixed is not None:
+            k0, *widths = fixed
+            layers = len(widths)
         sizes = (k0, *widths)
         words = sum(k * -(-kin // lanes) for kin, k in zip(sizes, sizes[1:]))
         gammas = []
@@ -158,10 +162,10 @@ class Scenario:
     ``check(response_words)`` raises on a mismatch (whole matrices compared).
     """
 
-    def __init__(self, rng, build, batches, model=None):
+    def __init__(self, rng, build, batches, model=None, sizes=None):
         self.rng = rng
         self.build = build
-        self.model = random_model(rng, build) if model is None else model
+        self.model = random_model(rng, build, sizes) if model is None else model
         self.batches = [random_batch(rng, self.model, build["max_batch"]) for _ in range(batches)]
         self.config = config_values(self.model)
 

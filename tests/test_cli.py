@@ -56,7 +56,8 @@ def test_resume_equals_uninterrupted(tmp_path, capsys):
     (["--device", "sim", "--batch-size", "200"], "patterns per minibatch = 200, the build "
                                                  "allows 1..128 (max_batch)"),
     (["--device", "sim", "--lanes", "48"], "bad build parameter: lanes must be a multiple"),
-    (["--device", "sim", "--lanes", "96"], "lanes must be a power of two in 32..1024"),
+    (["--device", "sim", "--lanes", "96", "--draw-lanes", "12"],
+     "draw_lanes must be a power of two dividing lanes"),
     (["--device", "sim", "--clock-mhz", "0"], "--clock-mhz must be in (0, 1000)"),
     (["--device", "sim", "--preset", "arty"], "invalid choice: 'arty'"),
     (["--device", "sim", "--preset", "ulx3s-85f", "--hidden", "8", "8", "8"],

@@ -25,7 +25,7 @@ TINY = ["verify", "--dataset", "generated", "--features", "40", "--hidden", "16"
     (["--hidden", "5000"], r"neurons in a hidden layer = 5000, the limit max_width allows "
                            r"1..4095"),
     (["--hidden"] + ["8"] * 9, r"hidden layers = 9, the limit max_layers allows 1..8"),
-    (["--lanes", "96"], r"lanes must be a power of two in 32..1024, got 96"),
+    (["--lanes", "48"], r"lanes must be a multiple of 32 in 32..1024, got 48"),
     (["--lanes", "16"], r"XNOR lanes \(--lanes\) = 16, the limit lanes allows 32..1024"),
     (["--batch-size", "2000", "--batches", "1"],
      r"patterns per minibatch \(--batch-size\) = 2000, the limit max_batch allows 1..1024"),
@@ -42,8 +42,8 @@ TINY = ["verify", "--dataset", "generated", "--features", "40", "--hidden", "16"
     (["--preset", "arty"], r"--preset must be one of pynq-z2, ulx3s-85f, got 'arty'"),
     (["--preset", "ulx3s-85f", "--hidden", "8", "8", "8"],
      r"hidden layers = 3, the build allows 1..2 \(max_layers\) \(the ulx3s-85f preset\)"),
-    (["--preset", "pynq-z2", "--lanes", "96"],
-     r"bad build \(pynq-z2 preset\): .*lanes must be a power of two"),
+    (["--preset", "pynq-z2", "--lanes", "96", "--draw-lanes", "12"],
+     r"bad build \(pynq-z2 preset\): .*draw_lanes must be a power of two dividing lanes"),
 ])
 def test_argument_errors(argv, message, capsys, tmp_path):
     assert main(["verify", "--out", str(tmp_path)] + argv) == 2

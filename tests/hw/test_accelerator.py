@@ -35,12 +35,14 @@ def test_parameters():
         Accelerator(build=3)
     with pytest.raises(TypeError):
         Accelerator(TINY)                   # keyword-only
-    with pytest.raises(ValueError, match=r"lanes must be a power of two in 32..1024, got 96"):
-        Accelerator(build=Build(lanes=96, draw_lanes=16))
+    assert Accelerator(build=Build(lanes=96, draw_lanes=32)).build.lanes == 96
+    with pytest.raises(ValueError, match=r"draw_lanes must be a power of two dividing lanes, "
+                                         r"at least 2, got 12"):
+        Accelerator(build=Build(lanes=96, draw_lanes=12))
     with pytest.raises(ValueError, match=r"z_bits must be None .*, got 8"):
         Accelerator(build=dataclasses.replace(TINY, z_bits=8))
     with pytest.raises(ValueError, match=r"max_width must be 2..4095, got 1; draw_lanes must "
-                                         r"be an even divisor of lanes, at least 2, got 1"):
+                                         r"be a power of two dividing lanes, at least 2, got 1"):
         core_parameters(dataclasses.replace(TINY, max_width=1, draw_lanes=1))
     with pytest.raises(ValueError, match=r"data_width must be a multiple of 8, got 12"):
         AxiStreamSignature(data_width=12)
@@ -195,7 +197,9 @@ def test_wrapper_logic():
 # -- cocotb regression --------------------------------------------------------------------------
 
 #: Default run: one small build per simulator (Icarus is slow on the core's wide words, so
-#: its build is the narrower one; its forward pass takes 4 patterns at once); ``slow``: the full ranges (widths 8..200, batches 1..128,
+#: its build is the narrower one; its forward pass takes 4 patterns at once), and a build of
+#: 96 lanes (every width past one word; on Icarus, about 20 minutes, under ``slow``);
+#: ``slow``: the full ranges (widths 8..200, batches 1..128,
 #: classes 2 and 16).
 BUILDS = {
     "c10_p64": (Build(lanes=64, max_layers=3, max_width=48, max_fan_in=72, classes=10,
@@ -204,6 +208,10 @@ BUILDS = {
     "c3_p32": (Build(lanes=32, max_layers=2, max_width=24, max_fan_in=40, classes=3,
                      max_batch=6, max_groups=6, draw_lanes=16, fwd_patterns=4),
                dict(networks=2, batches=2, widths=[8, 24], batch=6)),
+    # Lanes not a power of two; widths across two words of 96 (inputs and outputs).
+    "c4_p96": (Build(lanes=96, max_layers=2, max_width=110, max_fan_in=120, classes=4,
+                     max_batch=8, max_groups=16, draw_lanes=32, fwd_patterns=3),
+               dict(networks=2, batches=2, widths=[97, 110], batch=8, host_timeout_s=900)),
     "c16_p32_wide": (Build(lanes=32, max_layers=3, max_width=200, max_fan_in=200,
                            classes=16, max_batch=128, max_groups=16, draw_lanes=16),
                      dict(networks=12, batches=3, widths=[8, 200], batch=128,
@@ -230,13 +238,15 @@ def _run(build_root, name, simulator):
     return cases
 
 
-@pytest.mark.parametrize("name, simulator", [("c10_p64", "verilator"), ("c3_p32", "icarus")])
+@pytest.mark.parametrize("name, simulator", [("c10_p64", "verilator"), ("c3_p32", "icarus"),
+                                             ("c4_p96", "verilator")])
 def test_accelerator_cocotb(build_root, name, simulator):
     _run(build_root, name, simulator)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name, simulator", [
-    ("c16_p32_wide", "verilator"), ("c2_p64_wide", "verilator"), ("c10_p64", "icarus")])
+    ("c16_p32_wide", "verilator"), ("c2_p64_wide", "verilator"), ("c10_p64", "icarus"),
+    ("c4_p96", "icarus")])
 def test_accelerator_cocotb_many(build_root, name, simulator):
     _run(build_root, name, simulator)

@@ -70,14 +70,15 @@ class Host:
         raise AssertionError("core stays busy")
 
 
-def run_core(build, rng, *, networks, batches, idle=0.0, stall=0.0):
+def run_core(build, rng, *, networks, batches, idle=0.0, stall=0.0, first_sizes=None):
     dut = TrainerCore(**build)
     report = []
 
     async def bench(ctx):
         host = Host(dut, ctx, rng, idle=idle, stall=stall)
-        for _ in range(networks):
-            sc = Scenario(rng, build, batches)
+        for n in range(networks):
+            # `first_sizes`: those of the first network; the others are random.
+            sc = Scenario(rng, build, batches, sizes=first_sizes if n == 0 else None)
             await host.configure(sc.config)
             for packet in sc.load_packets():
                 await host.send(packet)
@@ -133,9 +134,16 @@ def run_core(build, rng, *, networks, batches, idle=0.0, stall=0.0):
     # Two draws per cycle: each TRAIN's sweeps outlast the next packet's load, and the
     # next forward pass streams beside them.
     dict(SMALL, draw_lanes=2),
-], ids=["p32d16", "p64d64l3", "p32g3", "p32d2"])
+    # Lanes not a power of two: a layer's outputs pack into 96-bit A words by division
+    # (neurons 96.. go to the second word), and the load splits 3 host words per A word.
+    dict(SMALL, lanes=96, max_width=110, max_fan_in=200, max_groups=64, weight_words=512,
+         fwd_patterns=2),
+], ids=["p32d16", "p64d64l3", "p32g3", "p32d2", "p96g2"])
 def test_core_trains_like_golden(rng, build):
-    report = run_core(build, rng, networks=2, batches=2)
+    # The first network fills the build: its inputs and its first layer span several words
+    # (for 96 lanes, outputs 96.. pack into the second A word of the next layer).
+    sizes = (build["max_fan_in"], build["max_width"], 8)[:build["max_layers"] + 1]
+    report = run_core(build, rng, networks=2, batches=2, first_sizes=sizes)
     assert len(report) == 4
 
 

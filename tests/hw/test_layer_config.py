@@ -21,6 +21,8 @@ BUILDS = [
           max_groups=8, draw_lanes=32),
     Build(lanes=128, max_layers=1, max_width=50, max_fan_in=1000, classes=4, max_batch=8,
           max_groups=4),
+    Build(lanes=160, max_layers=2, max_width=400, max_fan_in=900, classes=10, max_batch=8,
+          max_groups=16, draw_lanes=32),
 ]
 
 
@@ -136,7 +138,7 @@ def test_latency_is_the_cores():
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    ({"lanes": 48}, ValueError, r"lanes must be a power of two, not 48"),
+    ({"lanes": 48}, ValueError, r"lanes must be a multiple of 32 in 32\.\.1024, not 48"),
     ({"max_layers": 9}, ValueError, r"max_layers must be in 1\.\.8, got 9"),
     ({"draw_lanes": 24}, ValueError, r"draw_lanes must be a power of two dividing lanes"),
     ({"width_bits": 2.0}, TypeError, r"width_bits must be an integer"),
