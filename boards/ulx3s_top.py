@@ -36,7 +36,7 @@ from xnorlearn.contract import PRESETS, ULX3S_85F, preset
 
 __all__ = ["BoardSpec", "BOARDS", "BoardBuildError", "make_top", "pll_parameters",
            "bridge_parameters", "build_board", "program_board", "add_build_arguments",
-           "run_build", "add_program_arguments", "run_program", "DEFAULT_BUILD"]
+           "run_build", "add_program_arguments", "run_program", "DEFAULT_BUILD", "ROUTERS"]
 
 #: The accelerator build of the serial boards by default: the 64-lane build of
 #: ``docs/implementation.md`` (784-135-135 and 784-256-256, minibatches up to 128).
@@ -278,13 +278,16 @@ def _versions():
     return found
 
 
+#: nextpnr-ecp5's routers that ``xnorlearn build --router`` offers.
+ROUTERS = ("router1", "router2")
+
 _RESOURCES = {"LUT4": "TRELLIS_COMB", "FF": "TRELLIS_FF", "EBR": "DP16KD", "DSP": "MULT18X18D",
               "LUTRAM": "TRELLIS_RAMW", "IO": "TRELLIS_IO"}
 
 
 def build_board(board="ulx3s-85f", build=None, *, out_dir, clock_mhz=None, baud=None, seed=1,
-                do_build=True, place_only=False, loopback=False, timeout=7200,
-                progress=None):
+                do_build=True, place_only=False, loopback=False, router="router2",
+                timeout=7200, progress=None):
     """Build the bitstream of a serial board into ``out_dir``.
 
     Parameters
@@ -308,6 +311,9 @@ def build_board(board="ulx3s-85f", build=None, *, out_dir, clock_mhz=None, baud=
     loopback : bool
         Build :class:`~xnorlearn.boards.ulx3s.LoopbackTop` (the UART echoing bytes) instead
         of the accelerator.
+    router : str
+        nextpnr's router, one of :data:`ROUTERS`: ``"router2"`` (default) routes the wide
+        builds in minutes, where ``"router1"`` ran for hours on them without finishing.
     timeout : float
         Seconds each tool may run.
     progress : callable, optional
@@ -323,10 +329,13 @@ def build_board(board="ulx3s-85f", build=None, *, out_dir, clock_mhz=None, baud=
     BoardBuildError
         If a tool fails, or the Fmax after routing is below the PLL clock.
     ValueError
-        If ``place_only`` is asked for without ``do_build``.
+        If ``place_only`` is asked for without ``do_build``, or ``router`` is not one of
+        :data:`ROUTERS`.
     """
     if place_only and not do_build:
         raise ValueError("place_only needs do_build (the files alone are not placed)")
+    if router not in ROUTERS:
+        raise ValueError(f"router must be one of {', '.join(ROUTERS)}, got {router!r}")
     say = progress or (lambda text: print(text, file=sys.stderr, flush=True))
     build = build or DEFAULT_BUILD
     out = Path(out_dir).resolve()
@@ -341,14 +350,15 @@ def build_board(board="ulx3s-85f", build=None, *, out_dir, clock_mhz=None, baud=
         f"{spec.osc_hz / 1e6:g} MHz x {top.pll['clkfb_div']} / {top.pll['clki_div']}), UART "
         f"{top.baud} baud ({top.bridge['divisor']} clocks per bit)")
     plan = platform.build(top, name="top", do_build=False,
-                          nextpnr_opts=f"--freq {mhz:g} --seed {seed} --report "
-                                       f"top.report.json --timing-allow-fail")
+                          nextpnr_opts=f"--freq {mhz:g} --seed {seed} --router {router} "
+                                       f"--report top.report.json --timing-allow-fail")
     plan.extract(str(out))
     report = {"board": spec.name, "device": platform.device, "package": platform.package,
               "design": "loopback" if loopback else "accelerator",
               "build": None if loopback else dataclasses.asdict(build), "clock_mhz": mhz,
               "pll": top.pll,
-              "baud": top.baud, "bridge": top.bridge, "seed": seed, "tools": _versions(),
+              "baud": top.baud, "bridge": top.bridge, "seed": seed, "router": router,
+              "tools": _versions(),
               "date": time.strftime("%Y-%m-%d"), "steps": {}}
     say(f"  design elaborated and written in {time.monotonic() - started:.0f} s ({out})")
     if not do_build:
@@ -557,6 +567,8 @@ def add_build_arguments(parser):
                         help="UART rate (default the USB-UART's highest: 3,000,000 on the "
                              "ULX3S, 12,000,000 on the ECPIX-5)")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placer seed")
+    parser.add_argument("--router", choices=ROUTERS, default="router2",
+                        help="nextpnr's router (router1 takes hours on the wide builds)")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--files-only", action="store_true",
                         help="write the design and scripts, run no tool")
@@ -593,7 +605,7 @@ def run_build(args):
         build_board(args.board, build, out_dir=args.out, clock_mhz=args.clock_mhz,
                     baud=args.baud, seed=args.seed, do_build=not args.files_only,
                     place_only=args.place_only, loopback=args.loopback,
-                    timeout=args.timeout)
+                    router=args.router, timeout=args.timeout)
     except BoardBuildError as e:
         print(f"xnorlearn build: {e}", file=sys.stderr)
         return 1
