@@ -1,4 +1,5 @@
-"""Reinforcement sweep sequencer: every hidden-weight word of one layer, with its draws."""
+"""Reinforcement sweep sequencer: every hidden-weight word of one layer, with the weights
+its draws reinforce."""
 
 from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
@@ -8,13 +9,14 @@ from xnorlearn.hw._params import check_draw_lanes, check_lanes
 from xnorlearn.hw._params import check_int as _check_int
 from xnorlearn.hw.layer_config import layer_shapes
 from xnorlearn.hw.prng import ReinforceDraws
-from xnorlearn.sw.golden.prng import DRAW_BITS
+from xnorlearn.hw.update import THRESHOLD_BITS
 
 __all__ = ["ReinforceSweep"]
 
 
 class ReinforceSweep(wiring.Component):
-    """Walks one layer's hidden weights word by word and delivers each word's draws.
+    """Walks one layer's hidden weights word by word and delivers, for each word, which
+    of its weights the draws reinforce.
 
     A layer of ``K_out`` neurons of ``K_in`` inputs has ``words = ceil(K_in / lanes)``
     words per neuron, stored from ``base`` on. Weight ``i`` of neuron ``k`` is draw number
@@ -22,9 +24,12 @@ class ReinforceSweep(wiring.Component):
     (:func:`~xnorlearn.sw.golden.prng.reinforce_draw`), so the sweep asks a
     :class:`~xnorlearn.hw.prng.ReinforceDraws` for ``draw_lanes`` consecutive draws per
     cycle, ``lanes / draw_lanes`` requests per full word and
-    ``ceil(last / draw_lanes)`` for a neuron's last word of ``last`` weights, collects
-    them and emits the word: its address, its weight count and its ``lanes`` draws
-    (lanes past the count hold stale draws).
+    ``ceil(last / draw_lanes)`` for a neuron's last word of ``last`` weights, compares
+    each draw with ``threshold`` as it comes (``draw < threshold``: the weight is
+    reinforced), collects those bits and emits the word: its address, its weight count
+    and its ``lanes`` bits (lanes past the count hold stale bits). A bit per weight
+    instead of a 16-bit draw keeps the word's buffers and the update path's operand
+    registers narrow.
 
     The draws pipeline never stalls: requests go out only while ``enable`` is high, and
     its output is taken as it comes. Each word leaves on ``o`` one cycle after its
@@ -34,7 +39,7 @@ class ReinforceSweep(wiring.Component):
     Parameters
     ----------
     lanes : int
-        Weights per word, a power of two in 32..1024.
+        Weights per word, a multiple of 32 in 32..1024.
     draw_lanes : int
         Draws per cycle, a power of two dividing ``lanes``, at least 2.
     width_bits : int
@@ -59,11 +64,14 @@ class ReinforceSweep(wiring.Component):
         ``chunks_m1`` (requests of a neuron's last word - 1); static during a sweep.
     key : ``In(stream.Signature(unsigned(32), always_ready=True))``
         The sweep key, taken once after ``clear``.
+    threshold : ``In(unsigned(17))``
+        A weight is reinforced when its draw is below it (0: none, 65536: all); static
+        during a sweep.
     enable : ``In(1)``
         Requests may go out.
     h_addr : ``Out(addr_bits)``
         Address of the word whose draws complete in this cycle.
-    o : ``Out(stream.Signature(StructLayout({"addr", "count", "draw"}), always_ready=True))``
+    o : ``Out(stream.Signature(StructLayout({"addr", "count", "hit"}), always_ready=True))``
         One word per valid cycle, in address order, registered.
     done : ``Out(1)``
         The key has come, every word has been requested and the last one has left on
@@ -101,11 +109,12 @@ class ReinforceSweep(wiring.Component):
             "base": In(addr_bits),
             "layer": In(self._geometry),
             "key": In(stream.Signature(32, always_ready=True)),
+            "threshold": In(THRESHOLD_BITS),
             "enable": In(1),
             "h_addr": Out(addr_bits),
             "o": Out(stream.Signature(data.StructLayout({
                 "addr": addr_bits, "count": range(lanes + 1),
-                "draw": data.ArrayLayout(DRAW_BITS, lanes)}), always_ready=True)),
+                "hit": lanes}), always_ready=True)),
             "done": Out(1),
         })
 
@@ -178,20 +187,20 @@ class ReinforceSweep(wiring.Component):
         got = draws.o.valid
         m.d.comb += [draws.o.ready.eq(1), self.h_addr.eq(dout.tag.addr)]
         m.d.sync += pending.eq(pending + req - got)
+        hits = Cat(dout.draw[n] < self.threshold for n in range(D))
         # Chunk CH-1 always ends its word, so it needs no buffer.
-        buf = [Signal(D * DRAW_BITS, name=f"buf{s}", reset_less=True) for s in range(CH - 1)]
-        merged = Cat(*(Mux(dout.tag.chunk == s, dout.draw.as_value(), buf[s])
-                       for s in range(CH - 1)), dout.draw.as_value())
+        buf = [Signal(D, name=f"buf{s}", reset_less=True) for s in range(CH - 1)]
+        merged = Cat(*(Mux(dout.tag.chunk == s, hits, buf[s]) for s in range(CH - 1)), hits)
         with m.If(got):
             for s in range(CH - 1):
                 with m.If(dout.tag.chunk == s):
-                    m.d.sync += buf[s].eq(dout.draw.as_value())
+                    m.d.sync += buf[s].eq(hits)
         issue = got & dout.tag.last
         out = Signal.like(self.o.payload, reset_less=True)
         m.d.sync += self.o.valid.eq(issue)
         with m.If(issue):
             m.d.sync += [out.addr.eq(dout.tag.addr), out.count.eq(dout.tag.count),
-                         out.draw.as_value().eq(merged)]
+                         out.hit.eq(merged)]
         m.d.comb += [self.o.payload.eq(out),
                      self.done.eq(key_v & ~gen & (pending == 0) & ~self.o.valid)]
         return m

@@ -9,16 +9,17 @@ bits ``W``, so ``W`` never goes stale. Per word, one of three operations:
   ``h += 2 * a * rho``, i.e. ``+2`` where the activation bit equals ``rho``,
   ``-2`` elsewhere;
 * reinforcement (:func:`xnorlearn.sw.golden.literal.reinforce_step`):
-  ``h += 2 * sign(h)`` (``sign(0) = -1``, as the golden model) where
-  ``draw < threshold``;
+  ``h += 2 * sign(h)`` (``sign(0) = -1``, as the golden model) where the lane's
+  ``hit`` bit is set (its draw was below the threshold);
 * pass-through.
 
 Results saturate at ``±h_max``, ``h_max = 2**(h_bits-1) - 1``.
 
-The reinforcement draws come in on the stream (``draw`` field), normally from a
-:class:`xnorlearn.hw.prng.ReinforceDraws` whose ``tag`` carries the rest of
-the word, so the engine itself holds no random state and the number of hash
-units can be chosen apart from the number of update lanes.
+The reinforcement decisions come in on the stream (``hit`` field, a bit per lane),
+normally from a :class:`xnorlearn.hw.sweep.ReinforceSweep`, which compares each draw
+with the threshold as it is made, so the engine holds no random state, the number
+of hash units can be chosen apart from the number of update lanes, and a word's
+operands are a bit per lane rather than a 16-bit draw.
 """
 
 from amaranth import Cat, Module, Mux, Signal, signed, unsigned
@@ -48,8 +49,7 @@ def update_input_layout(*, lanes, h_bits=8, tag_shape=None):
         "a": unsigned(lanes),
         "rho": unsigned(1),
         "mask": unsigned(lanes),
-        "draw": data.ArrayLayout(DRAW_BITS, lanes),
-        "threshold": unsigned(THRESHOLD_BITS),
+        "hit": unsigned(lanes),
     }, tag_shape)
 
 
@@ -105,11 +105,9 @@ class UpdateEngine(wiring.Component):
             Sign of the CP step for the whole word (1 = +1).
         ``mask`` : ``unsigned(lanes)``
             Lanes to update; 0 leaves a lane untouched.
-        ``draw`` : ``ArrayLayout(unsigned(16), lanes)``
-            Reinforcement draws of the word's weights.
-        ``threshold`` : ``unsigned(17)``
-            A lane is reinforced when ``draw < threshold``: 0 reinforces
-            none, 65536 (or more) all.
+        ``hit`` : ``unsigned(lanes)``
+            Lanes a reinforcement step reinforces (their draws were below the
+            threshold).
         ``tag`` : ``tag_shape``
             Passed through (only if ``tag_shape`` is not ``None``).
     o : ``Out(stream.Signature(update_output_layout(lanes=lanes, h_bits=h_bits, tag_shape=tag_shape)))``
@@ -173,8 +171,7 @@ class UpdateEngine(wiring.Component):
         h_max = self.h_max
         en_in, en = _stall_pipeline(m, 2, self.i, self.o, prefix="upd")
         # The input word is registered: it comes straight from block RAM outputs. Each
-        # field in its own register (the draws and the threshold only as `hit`): the
-        # registers stay narrow, and lanes slice plain signals, which keeps elaboration
+        # field in its own register: lanes slice plain signals, which keeps elaboration
         # time linear in the lane count.
         ilay = self._input_layout
         p_op = Signal(UpdateOp, reset_less=True)
@@ -182,12 +179,7 @@ class UpdateEngine(wiring.Component):
         a = Signal(ilay["a"].shape, name="in_a", reset_less=True)
         mask = Signal(ilay["mask"].shape, name="in_mask", reset_less=True)
         rho = Signal(name="in_rho", reset_less=True)
-        # The draw comparisons (16-bit carry chains) run before that register, from the
-        # caller's registers, so that the second cycle holds only the +-2 step.
-        hit = Signal(self._lanes, reset_less=True)
-        draw_in = Signal(ilay["draw"].shape)
-        threshold_in = Signal.like(self.i.payload.threshold)
-        m.d.comb += [draw_in.eq(self.i.payload.draw), threshold_in.eq(self.i.payload.threshold)]
+        hit = Signal(self._lanes, name="in_hit", reset_less=True)
         # Data registers load only valid words: between the words the engine's lanes then
         # see no new operands (in simulation the idle engine costs nothing).
         loaded = Signal()
@@ -196,8 +188,7 @@ class UpdateEngine(wiring.Component):
         with m.If(en_in & self.i.valid):
             m.d.sync += [p_op.eq(self.i.payload.op), h_in.eq(self.i.payload.h),
                          a.eq(self.i.payload.a), mask.eq(self.i.payload.mask),
-                         rho.eq(self.i.payload.rho),
-                         hit.eq(Cat(draw_in[n] < threshold_in for n in range(self._lanes)))]
+                         rho.eq(self.i.payload.rho), hit.eq(self.i.payload.hit)]
 
         is_cp = Signal()
         is_reinforce = Signal()

@@ -30,8 +30,8 @@ class UpdatePath(wiring.Component):
       :class:`~xnorlearn.hw.prng.Mix32` and runs the :class:`ReinforceSweep` over every
       word of the layer.
 
-    Each word's operands (the pattern's ``A`` word for a CP word, the draws for a sweep
-    word) wait for its ``H`` word, read with ``h_read_latency`` cycles of latency, then
+    Each word's operands (the pattern's ``A`` word for a CP word, the bits of the weights
+    its draws reinforce for a sweep word) wait for its ``H`` word, read with ``h_read_latency`` cycles of latency, then
     the :class:`~xnorlearn.hw.update.UpdateEngine` updates it and the result leaves on
     ``update``, to be written to ``H`` and ``W``. ``done`` rises once the job's last word
     has left the engine, so the next job's first ``H`` read comes after every write-back
@@ -193,6 +193,7 @@ class UpdatePath(wiring.Component):
             sweep.layer.words_m1.eq(geo.words_m1),
             sweep.layer.last.eq(geo.last),
             sweep.layer.chunks_m1.eq(geo.chunks_m1),
+            sweep.threshold.eq(geo.thresh),
             sweep.enable.eq(run & sweeping),
         ]
         rf = sweep.o
@@ -219,8 +220,7 @@ class UpdatePath(wiring.Component):
             e0.a.eq(self.a_data.word_select(cp.payload.slot, P) if G > 1 else self.a_data),
             e0.rho.eq(cp.payload.rho),
             e0.mask.eq(Cat(*(count > n for n in range(P)))),
-            e0.draw.eq(rf.payload.draw),
-            e0.threshold.eq(geo.thresh),
+            e0.hit.eq(rf.payload.hit),
             e0.tag.addr.eq(Mux(cp.valid, cp.payload.addr, rf.payload.addr)),
             eng.i.valid.eq(v_prev),
             eng.i.payload.eq(e_prev),

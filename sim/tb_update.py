@@ -2,7 +2,7 @@
 
 Parameters (``tb_params()``): ``tag_bits`` (width of the DUT's tag, 0 for
 none) and ``cases`` (random words per test). Lanes and ``h_bits`` are read
-from the DUT's port widths (input minus output width is ``20 + 17 * lanes``).
+from the DUT's port widths (input minus output width is ``3 + 2 * lanes``).
 Every accepted input word goes through the golden model
 (:func:`golden_update`, built on ``cp_step`` and ``reinforce_step``) into an
 in-order scoreboard that checks each output word as a whole.
@@ -12,7 +12,6 @@ amaranth.sim tests in ``tests/hw/test_update.py``.
 """
 
 import cocotb
-import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 
@@ -21,7 +20,6 @@ from xnorlearn.sim.runner import tb_params
 from xnorlearn.sim.streams import (Scoreboard, StreamMonitor, StreamSink, StreamSource, case_rng,
                                    pack, record_cases, unpack, wait_until)
 from xnorlearn.sw.golden.literal import cp_step, reinforce_step
-from xnorlearn.sw.golden.prng import DRAW_ONE
 
 __all__ = ["golden_update", "random_words", "corner_words", "pack_input", "unpack_output",
            "unpack_input", "TB"]
@@ -60,7 +58,9 @@ def golden_update(word, *, h_bits):
                 a = 1 if (word["a"] >> n) & 1 else -1
                 h = cp_step([h], [a], 1 if word["rho"] else -1, h_max)[0]
             elif word["op"] == UpdateOp.REINFORCE.value:
-                h = reinforce_step(h, word["draw"][n], word["threshold"], h_max)
+                # A set `hit` bit stands for a draw below the threshold.
+                hit = (word["hit"] >> n) & 1
+                h = reinforce_step(h, 0 if hit else 1, 1, h_max)
         new.append(h)
     w = sum(1 << n for n, h in enumerate(new) if h > 0)
     out = {"h": new, "w": w}
@@ -92,31 +92,26 @@ def _random_mask(rng, lanes):
     return full
 
 
-def _random_threshold(rng):
+def _random_hits(rng, lanes):
     kind = rng.integers(6)
-    if kind == 0:
-        return int(rng.choice([0, 1, DRAW_ONE - 1, DRAW_ONE, DRAW_ONE + 1, (1 << 17) - 1]))
-    return int(rng.integers(0, DRAW_ONE + 1))
+    full = (1 << lanes) - 1
+    if kind == 0:   # a threshold of 0 or 65536: no weight or every weight
+        return full if rng.random() < 0.5 else 0
+    return int.from_bytes(rng.bytes((lanes + 7) // 8), "little") & full
 
 
 def random_words(rng, count, *, lanes, h_bits, tag_bits=0):
     """``count`` random input words covering every op (3 = unused code), saturation, masks,
-    thresholds 0 / 65536 / above, and draws on both sides of the threshold."""
+    and reinforcement of no lane, every lane and random lanes."""
     words = []
     for _ in range(count):
-        threshold = _random_threshold(rng)
-        draws = rng.integers(0, DRAW_ONE, size=lanes)
-        near = rng.random(lanes) < 0.3  # exercise draw == threshold - 1 and draw == threshold
-        draws = np.where(near, np.clip(threshold - 1 + rng.integers(0, 2, size=lanes), 0, DRAW_ONE - 1),
-                         draws)
         word = {
             "op": int(rng.choice(4, p=[0.1, 0.4, 0.4, 0.1])),
             "h": _random_h(rng, lanes, h_bits),
             "a": int.from_bytes(rng.bytes((lanes + 7) // 8), "little") & ((1 << lanes) - 1),
             "rho": int(rng.integers(2)),
             "mask": _random_mask(rng, lanes),
-            "draw": [int(d) for d in draws],
-            "threshold": threshold,
+            "hit": _random_hits(rng, lanes),
         }
         if tag_bits:
             word["tag"] = int(rng.integers(0, 1 << tag_bits))
@@ -125,8 +120,9 @@ def random_words(rng, count, *, lanes, h_bits, tag_bits=0):
 
 
 def corner_words(*, lanes, h_bits, tag_bits=0):
-    """Deterministic corners: every op on H at ±h_max (and one step inside), thresholds 0 and
-    65536, all-positive and all-negative activations, full, partial and empty masks."""
+    """Deterministic corners: every op on H at ±h_max (and one step inside), reinforcement of
+    no lane and of alternate lanes, all-positive and all-negative activations, full, partial
+    and empty masks."""
     h_max = (1 << (h_bits - 1)) - 1
     full = (1 << lanes) - 1
     h_rows = [[h_max] * lanes, [-h_max] * lanes, [h_max - 2] * lanes, [-h_max + 2] * lanes,
@@ -137,12 +133,12 @@ def corner_words(*, lanes, h_bits, tag_bits=0):
             for rho, a in ((1, full), (0, full), (1, 0), (0, 0x5555555555555555 & full)):
                 if op != 1 and (rho, a) != (1, full):
                     continue
-                for threshold in ((0, DRAW_ONE) if op == 2 else (DRAW_ONE,)):
+                alternate = 0x5555555555555555 & full
+                for hit in ((0, alternate, full) if op == 2 else (alternate,)):
                     for mask in (full, full >> (lanes // 2 + 1), 0):
                         words.append({"op": op, "h": list(h), "a": a, "rho": rho, "mask": mask,
-                                      "draw": [(0, DRAW_ONE - 1)[n % 2] for n in range(lanes)],
-                                      "threshold": threshold, **({"tag": len(words) % (1 << tag_bits)}
-                                                                 if tag_bits else {})})
+                                      "hit": hit, **({"tag": len(words) % (1 << tag_bits)}
+                                                     if tag_bits else {})})
     return words
 
 
@@ -157,7 +153,7 @@ class TB:
         self.dut = dut
         self.tag_bits = int(tb_params().get("tag_bits", 0))
         in_bits, out_bits = len(dut.i__payload), len(dut.o__payload)
-        self.lanes, rest = divmod(in_bits - out_bits - 20, 17)
+        self.lanes, rest = divmod(in_bits - out_bits - 3, 2)
         assert rest == 0 and self.lanes > 0, f"port widths {in_bits}/{out_bits} do not fit"
         self.h_bits = (out_bits - self.tag_bits) // self.lanes - 1
         shape = (self.lanes, self.h_bits, self.tag_bits)
@@ -215,7 +211,8 @@ async def test_stalls(dut):
 
 @cocotb.test(timeout_time=20, timeout_unit="ms")
 async def test_corners(dut):
-    """H at ±h_max, thresholds 0 and 65536, partial and empty masks, every op."""
+    """H at ±h_max, reinforcement of no lane and every lane, partial and empty masks,
+    every op."""
     await _run(dut, "test_corners",
                lambda rng, tb: corner_words(lanes=tb.lanes, h_bits=tb.h_bits, tag_bits=tb.tag_bits),
                idle=0.1, backpressure=0.2)

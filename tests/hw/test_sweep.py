@@ -1,14 +1,15 @@
 # amaranth: UnusedElaboratable=no
 """ReinforceSweep against the golden model: several sweeps of random layers back to back,
-with and without gaps in ``enable``, the key late or early; every draw of every weight,
-every address and count compared."""
+with and without gaps in ``enable``, the key late or early, thresholds 0, 65536 and
+between; every weight's decision (its golden draw below the threshold), every address
+and count compared."""
 
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
 from xnorlearn.hw.sweep import ReinforceSweep
-from xnorlearn.sw.golden.prng import DRAW_BITS, reinforce_draws, reinforce_key
+from xnorlearn.sw.golden.prng import DRAW_ONE, reinforce_draws, reinforce_key
 
 WIDTH_BITS = 10
 
@@ -23,7 +24,7 @@ def geometry(kin, kout, lanes, draw_lanes):
 def run_sweeps(dut, sweeps, *, rng, idle):
     """Run ``sweeps`` (dicts of base, kin, kout, key, key_delay) one after the other.
 
-    Returns, per sweep, the words seen on ``o`` as ``(addr, count, draws)`` and the
+    Returns, per sweep, the words seen on ``o`` as ``(addr, count, hits)`` and the
     cycles it took. Checks that ``h_addr`` led each word by one cycle.
     """
     P, D = dut.lanes, dut.draw_lanes
@@ -36,6 +37,7 @@ def run_sweeps(dut, sweeps, *, rng, idle):
             ctx.set(dut.key.valid, 0)
             ctx.set(dut.base, sw["base"])
             ctx.set(dut.layer, geometry(sw["kin"], sw["kout"], P, D))
+            ctx.set(dut.threshold, sw["threshold"])
             for _ in range(int(rng.integers(1, 3))):
                 await ctx.tick()
             ctx.set(dut.clear, 0)
@@ -50,9 +52,9 @@ def run_sweeps(dut, sweeps, *, rng, idle):
                 if ctx.get(dut.o.valid):
                     addr = ctx.get(dut.o.payload.addr)
                     assert prev_h == addr, f"h_addr {prev_h} did not lead word {addr}"
-                    raw = ctx.get(dut.o.payload.draw.as_value())
-                    draws = [(raw >> (DRAW_BITS * j)) & 0xFFFF for j in range(P)]
-                    words.append((addr, ctx.get(dut.o.payload.count), draws))
+                    raw = ctx.get(dut.o.payload.hit)
+                    hits = [(raw >> j) & 1 for j in range(P)]
+                    words.append((addr, ctx.get(dut.o.payload.count), hits))
                 if ctx.get(dut.done):
                     assert t > sw["key_delay"], "done before the key came"
                     break
@@ -69,10 +71,11 @@ def run_sweeps(dut, sweeps, *, rng, idle):
 
 
 def expected_words(sw, lanes):
-    """The golden sweep as the words it is made of: ``(addr, count, draws)``."""
+    """The golden sweep as the words it is made of: ``(addr, count, hits)``."""
     kin, kout = sw["kin"], sw["kout"]
     words = -(-kin // lanes)
-    flat = reinforce_draws(sw["seed"], sw["layer"], sw["t"], kin * kout)
+    flat = (reinforce_draws(sw["seed"], sw["layer"], sw["t"], kin * kout)
+            < sw["threshold"]).astype(int)
     out = []
     for k in range(kout):
         for w in range(words):
@@ -93,11 +96,13 @@ def random_sweeps(rng, lanes, draw_lanes, n, max_kin):
         sweeps.append({"base": int(rng.integers(0, 200)), "kin": kin,
                        "kout": int(rng.integers(1, 6)), "seed": seed, "layer": layer, "t": t,
                        "key": reinforce_key(seed, layer, t),
+                       "threshold": int(rng.choice([0, DRAW_ONE, int(rng.integers(0, DRAW_ONE)),
+                                                    DRAW_ONE // 2, DRAW_ONE // 2])),
                        "key_delay": int(rng.choice([0, 1, int(rng.integers(2, 40))]))})
     return sweeps
 
 
-@pytest.mark.parametrize("lanes, draw_lanes", [(32, 2), (32, 32), (64, 16), (64, 8)])
+@pytest.mark.parametrize("lanes, draw_lanes", [(32, 2), (32, 32), (64, 16), (64, 8), (96, 32)])
 @pytest.mark.parametrize("idle", [0.0, 0.4])
 def test_against_golden(rng, lanes, draw_lanes, idle):
     max_kin = 3 * lanes + 5
@@ -108,9 +113,9 @@ def test_against_golden(rng, lanes, draw_lanes, idle):
     for sw, (words, cycles) in zip(sweeps, results):
         want = expected_words(sw, lanes)
         assert [(a, c) for a, c, _ in words] == [(a, c) for a, c, _ in want], sw
-        got_draws = np.concatenate([d[:c] for _, c, d in words])
-        want_draws = np.concatenate([d for _, _, d in want])
-        np.testing.assert_array_equal(got_draws, want_draws)
+        got_hits = np.concatenate([d[:c] for _, c, d in words])
+        want_hits = np.concatenate([d for _, _, d in want])
+        np.testing.assert_array_equal(got_hits, want_hits)
         if idle == 0.0:
             # One request per cycle once the key is in: requests plus the pipeline.
             requests = sum(-(-c // draw_lanes) for _, c, _ in want)
@@ -122,11 +127,11 @@ def test_parameters():
     assert (dut.lanes, dut.draw_lanes, dut.width_bits, dut.max_words, dut.addr_bits,
             dut.mul_stages) == (64, 16, 10, 13, 12, 3)
     assert dut.latency > 0
-    assert len(dut.o.payload.draw.as_value()) == 64 * DRAW_BITS
+    assert len(dut.o.payload.hit) == 64 and len(dut.threshold) == 17
 
 
 @pytest.mark.parametrize("kwargs, error, text", [
-    ({"lanes": 48}, ValueError, "power of two"),
+    ({"lanes": 48}, ValueError, "multiple of 32"),
     ({"draw_lanes": 12}, ValueError, "dividing lanes"),
     ({"draw_lanes": 128}, ValueError, "draw_lanes"),
     ({"width_bits": 0}, ValueError, "width_bits"),

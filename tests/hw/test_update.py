@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from amaranth import Module, signed, unsigned
+from amaranth import Cat, Module, signed, unsigned
 from amaranth.back import verilog
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -97,12 +97,11 @@ def test_engine_saturation_explicit(rng):
     dut = UpdateEngine(lanes=8)
     full = 0xFF
     h = [127, -127, 125, -125, 1, -1, 3, -3]
-    cp_up = {"op": UpdateOp.CP.value, "h": h, "a": full, "rho": 1, "mask": full,
-             "draw": [0] * 8, "threshold": 0}
+    cp_up = {"op": UpdateOp.CP.value, "h": h, "a": full, "rho": 1, "mask": full, "hit": 0}
     cp_down = dict(cp_up, rho=0)
     reinforce_all = {"op": UpdateOp.REINFORCE.value, "h": h, "a": 0, "rho": 0, "mask": full,
-                     "draw": [DRAW_ONE - 1] * 8, "threshold": DRAW_ONE}
-    reinforce_none = dict(reinforce_all, draw=[0] * 8, threshold=0)
+                     "hit": full}
+    reinforce_none = dict(reinforce_all, hit=0)
     partial = dict(cp_up, mask=0x0F)
     outputs = run_words(dut, [pack_input(w, lanes=8, h_bits=8)
                               for w in (cp_up, cp_down, reinforce_all, reinforce_none, partial)], rng)
@@ -140,12 +139,14 @@ def test_engine_latency():
 
 
 class SweepUnit(wiring.Component):
-    """ReinforceDraws feeding UpdateEngine: the draws' tag carries the rest of the word."""
+    """ReinforceDraws feeding UpdateEngine: the draws' tag carries the rest of the word and
+    the threshold; each draw below it sets its lane's ``hit``."""
 
     def __init__(self, lanes, h_bits):
         self.engine = UpdateEngine(lanes=lanes, h_bits=h_bits)
-        self.rest = data.StructLayout({name: field.shape for name, field in self.engine.input_layout
-                                       if name != "draw"})
+        self.rest = data.StructLayout({
+            **{name: field.shape for name, field in self.engine.input_layout if name != "hit"},
+            "threshold": unsigned(17)})
         self.draws = ReinforceDraws(lanes=lanes, tag_shape=self.rest)
         super().__init__({
             "i": In(stream.Signature(self.draws.i.payload.shape())),
@@ -157,10 +158,13 @@ class SweepUnit(wiring.Component):
         m.submodules.draws, m.submodules.engine = self.draws, self.engine
         wiring.connect(m, wiring.flipped(self.i), self.draws.i)
         src, dst = self.draws.o, self.engine.i
+        threshold = src.payload.tag.threshold
         m.d.comb += [dst.valid.eq(src.valid), src.ready.eq(dst.ready),
-                     dst.payload.draw.eq(src.payload.draw)]
+                     dst.payload.hit.eq(Cat(src.payload.draw[n] < threshold
+                                            for n in range(self.engine.lanes)))]
         for name, _ in self.rest:
-            m.d.comb += dst.payload[name].eq(src.payload.tag[name])
+            if name != "threshold":
+                m.d.comb += dst.payload[name].eq(src.payload.tag[name])
         wiring.connect(m, self.engine.o, wiring.flipped(self.o))
         return m
 
@@ -220,8 +224,7 @@ def test_engine_layout():
     assert dut.o.payload.shape() == update_output_layout(lanes=8, h_bits=6, tag_shape=unsigned(3))
     layout = dut.input_layout
     assert layout["h"].shape == data.ArrayLayout(signed(6), 8)
-    assert layout["draw"].shape == data.ArrayLayout(16, 8)
-    assert layout["threshold"].shape == unsigned(17)
+    assert layout["hit"].shape == unsigned(8)
     assert layout["op"].shape is UpdateOp
     assert "tag" not in dict(UpdateEngine(lanes=8).output_layout)
 
@@ -250,7 +253,7 @@ def test_engine_export(lanes):
     assert f"module update_engine_{lanes}(" in text
     assert f"input [{in_bits - 1}:0] i__payload;" in text
     assert f"output [{out_bits - 1}:0] o__payload;" in text
-    assert in_bits == 2 + 8 * lanes + lanes + 1 + lanes + 16 * lanes + 17
+    assert in_bits == 2 + 8 * lanes + lanes + 1 + lanes + lanes
 
 
 # -- cocotb --------------------------------------------------------------------------------------
