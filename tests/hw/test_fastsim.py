@@ -263,8 +263,8 @@ def test_stopped_simulator(built):
 
 
 def test_bad_parameters_raise_before_building(tmp_path):
-    with pytest.raises(ValueError, match="lanes"):
-        build_fastsim(Build(lanes=96), cache_dir=tmp_path, **QUIET)
+    with pytest.raises(ValueError, match="draw_lanes must be a power of two"):
+        build_fastsim(Build(lanes=96, draw_lanes=12), cache_dir=tmp_path, **QUIET)
     with pytest.raises(TypeError, match="Build"):
         build_fastsim({"lanes": 64}, cache_dir=tmp_path, **QUIET)
     with pytest.raises(ValueError, match="idle"):

@@ -661,7 +661,8 @@ def test_cli_build_json(tmp_path, capsys):
     (["--base-address", "0x80000000"], "base_address must be in"),
     (["--stem", "my overlay"], "stem must be a letter"),
     (["--lanes", "48"], "lanes must be a multiple of 32"),
-    (["--lanes", "96"], "the training core cannot implement this build: lanes"),
+    (["--lanes", "96", "--draw-lanes", "12"],
+     "the training core cannot implement this build: draw_lanes"),
     (["--jobs", "0"], "jobs must be in 1..64"),
     (["--build-json", "/nonexistent.json"], "--build-json: cannot read"),
 ])
