@@ -198,7 +198,7 @@ def test_wrapper_logic():
 
 #: Default run: one small build per simulator (Icarus is slow on the core's wide words, so
 #: its build is the narrower one; its forward pass takes 4 patterns at once), and a build of
-#: 96 lanes (every width past one word; on Icarus, about 20 minutes, under ``slow``);
+#: 96 lanes (every width past one word; on Icarus, over an hour, under ``slow``);
 #: ``slow``: the full ranges (widths 8..200, batches 1..128,
 #: classes 2 and 16).
 BUILDS = {
