@@ -286,7 +286,7 @@ _RESOURCES = {"LUT4": "TRELLIS_COMB", "FF": "TRELLIS_FF", "EBR": "DP16KD", "DSP"
 
 
 def build_board(board="ulx3s-85f", build=None, *, out_dir, clock_mhz=None, baud=None, seed=1,
-                do_build=True, place_only=False, loopback=False, router="router2",
+                do_build=True, place_only=False, loopback=False, router="router1",
                 timeout=7200, progress=None):
     """Build the bitstream of a serial board into ``out_dir``.
 
@@ -312,8 +312,9 @@ def build_board(board="ulx3s-85f", build=None, *, out_dir, clock_mhz=None, baud=
         Build :class:`~xnorlearn.boards.ulx3s.LoopbackTop` (the UART echoing bytes) instead
         of the accelerator.
     router : str
-        nextpnr's router, one of :data:`ROUTERS`: ``"router2"`` (default) routes the wide
-        builds in minutes, where ``"router1"`` ran for hours on them without finishing.
+        nextpnr's router, one of :data:`ROUTERS` (default ``"router1"``, nextpnr's own
+        default, which the builds in ``docs/ulx3s.md`` were routed with). Neither has
+        finished routing the wide builds there.
     timeout : float
         Seconds each tool may run.
     progress : callable, optional
@@ -567,8 +568,8 @@ def add_build_arguments(parser):
                         help="UART rate (default the USB-UART's highest: 3,000,000 on the "
                              "ULX3S, 12,000,000 on the ECPIX-5)")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placer seed")
-    parser.add_argument("--router", choices=ROUTERS, default="router2",
-                        help="nextpnr's router (router1 takes hours on the wide builds)")
+    parser.add_argument("--router", choices=ROUTERS, default="router1",
+                        help="nextpnr's router")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--files-only", action="store_true",
                         help="write the design and scripts, run no tool")

@@ -80,8 +80,8 @@ def test_ulx3s_files(tmp_path):
     rtlil = files["top.il"].read_text()
     assert "EHXPLLL" in rtlil and "CLKFB_DIV" in rtlil
     script = files["build_top.sh"].read_text()
-    assert "--freq 60 --seed 1 --router router2 --report top.report.json" in script
-    assert report["router"] == "router2"
+    assert "--freq 60 --seed 1 --router router1 --report top.report.json" in script
+    assert report["router"] == "router1"
     assert "--85k --package CABGA381" in script
     assert (report["pll"]["clki_div"], report["pll"]["clkfb_div"]) == (5, 12)
     assert report["bridge"]["divisor"] == 20
@@ -89,9 +89,9 @@ def test_ulx3s_files(tmp_path):
 
 
 def test_router_choice(tmp_path):
-    build_board("ulx3s-85f", SMALL, out_dir=tmp_path, do_build=False, router="router1",
+    build_board("ulx3s-85f", SMALL, out_dir=tmp_path, do_build=False, router="router2",
                 progress=lambda text: None)
-    assert "--router router1 " in (tmp_path / "build_top.sh").read_text()
+    assert "--router router2 " in (tmp_path / "build_top.sh").read_text()
     with pytest.raises(ValueError, match="router must be one of router1, router2, got 'sa'"):
         build_board("ulx3s-85f", SMALL, out_dir=tmp_path, do_build=False, router="sa")
 
