@@ -117,10 +117,11 @@ def random_model(rng, build, sizes=None):
     unless ``sizes`` (inputs, then each layer's width) are given."""
     lanes, fixed = build["lanes"], sizes
     for _ in range(1000):
-        layers = int(rng.integers(1, build["max_layers"] + 1))
-        k0 = int(rng.integers(8, build["max_fan_in"] + 1))
-        widths = [int(rng.integers(8, build["max_width"] + 1)) for _ in range(layers)]
-        if fixed is not None:
+        if fixed is None:
+            layers = int(rng.integers(1, build["max_layers"] + 1))
+            k0 = int(rng.integers(8, build["max_fan_in"] + 1))
+            widths = [int(rng.integers(8, build["max_width"] + 1)) for _ in range(layers)]
+        else:
             k0, *widths = fixed
             layers = len(widths)
         sizes = (k0, *widths)

@@ -912,11 +912,10 @@ class Fuzzer:
         if op in (Opcode.TRAIN, Opcode.INFER):
             n = words[0] & 0xFFFF
             sizes = cfg.sizes
-            cycles = len(words) + 30 + 13 * cfg.layers + n * sum(
-                sizes[l + 1] * -(-sizes[l] // b.lanes) for l in range(cfg.layers))
+            weight_words = sum(sizes[l + 1] * -(-sizes[l] // b.lanes) for l in range(cfg.layers))
+            cycles = len(words) + 30 + 13 * cfg.layers + n * weight_words
             if op == Opcode.TRAIN:     # and its sweeps, in the background
-                cycles += sum(sizes[l + 1] * -(-sizes[l] // b.lanes) for l in range(cfg.layers)
-                              ) * b.lanes // b.draw_lanes
+                cycles += weight_words * b.lanes // b.draw_lanes
             return cycles
         if op in READ_OPS:
             return 10 + cfg.payload_words(op, words[0] >> 16 & 0xFF)
