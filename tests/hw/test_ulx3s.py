@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from xnorlearn.boards.ulx3s_top import (BOARDS, BoardBuildError, _run_step, add_build_arguments,
+from xnorlearn.boards.ulx3s_top import (BOARDS, BoardBuildError, _run_step, _synth_with_abc,
+                                        add_build_arguments,
                                         add_program_arguments, bridge_parameters, build_board,
                                         make_top, pll_parameters, program_board, run_build,
                                         run_program)
@@ -214,6 +215,24 @@ def test_loopback_placed_only(tmp_path):
     with pytest.raises(ValueError, match="place_only needs do_build"):
         build_board("ulx3s-85f", out_dir=tmp_path, loopback=True, place_only=True,
                     do_build=False)
+
+
+def test_synthesis_with_abc_instead_of_abc9(tmp_path):
+    """The last way round ABC9's assertion (it can fail from the design's Verilog too):
+    ``synth_ecp5`` up to its LUT mapping, ``abc -lut 4``, then ``synth_ecp5`` from its
+    cell mapping, with the board's own options; the netlist comes out mapped."""
+    build_board("ulx3s-85f", out_dir=tmp_path, loopback=True, do_build=False)
+    lines = []
+    seconds = _synth_with_abc(tmp_path, lines.append, 600, BoardBuildError("Assert"))
+    assert seconds > 0 and any("ABC instead of ABC9" in line for line in lines)
+    script = (tmp_path / "top_abc.ys").read_text()
+    assert "abc -lut 4" in script and "abc9" not in script
+    assert "synth_ecp5 -cmp2softlogic -top top -run begin:map_luts" in script
+    assert "synth_ecp5 -cmp2softlogic -top top -run map_cells:" in script
+    cells = json.loads((tmp_path / "top.json").read_text())["modules"]["top"]["cells"]
+    types = {cell["type"] for cell in cells.values()}
+    assert {"LUT4", "TRELLIS_FF", "EHXPLLL"} <= types
+    assert not types & {"$lut", "$_DFF_P_", "$_AND_", "$_MUX_"}
 
 
 @pytest.mark.slow
