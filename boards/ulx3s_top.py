@@ -287,7 +287,7 @@ _RESOURCES = {"LUT4": "TRELLIS_COMB", "FF": "TRELLIS_FF", "EBR": "DP16KD", "DSP"
 
 def build_board(board="ulx3s-85f", build=None, *, out_dir, clock_mhz=None, baud=None, seed=1,
                 do_build=True, place_only=False, loopback=False, router="router1",
-                timeout=7200, progress=None):
+                heatmap=False, timeout=7200, progress=None):
     """Build the bitstream of a serial board into ``out_dir``.
 
     Parameters
@@ -315,6 +315,10 @@ def build_board(board="ulx3s-85f", build=None, *, out_dir, clock_mhz=None, baud=
         nextpnr's router, one of :data:`ROUTERS` (default ``"router1"``, nextpnr's own
         default, which the builds in ``docs/ulx3s.md`` were routed with). Neither has
         finished routing the wide builds there.
+    heatmap : bool
+        With ``router2``: write its congestion after every iteration
+        (``out_dir/heatmap_congestion_by_net_N.csv`` and the like, nextpnr's
+        ``--router2-heatmap``), which ``benchmarks/congestion.py`` sums by component.
     timeout : float
         Seconds each tool may run.
     progress : callable, optional
@@ -330,13 +334,15 @@ def build_board(board="ulx3s-85f", build=None, *, out_dir, clock_mhz=None, baud=
     BoardBuildError
         If a tool fails, or the Fmax after routing is below the PLL clock.
     ValueError
-        If ``place_only`` is asked for without ``do_build``, or ``router`` is not one of
-        :data:`ROUTERS`.
+        If ``place_only`` is asked for without ``do_build``, ``router`` is not one of
+        :data:`ROUTERS`, or ``heatmap`` is asked for with another router than ``router2``.
     """
     if place_only and not do_build:
         raise ValueError("place_only needs do_build (the files alone are not placed)")
     if router not in ROUTERS:
         raise ValueError(f"router must be one of {', '.join(ROUTERS)}, got {router!r}")
+    if heatmap and router != "router2":
+        raise ValueError(f"heatmap needs router2 (nextpnr's --router2-heatmap), got {router!r}")
     say = progress or (lambda text: print(text, file=sys.stderr, flush=True))
     build = build or DEFAULT_BUILD
     out = Path(out_dir).resolve()
@@ -352,7 +358,8 @@ def build_board(board="ulx3s-85f", build=None, *, out_dir, clock_mhz=None, baud=
         f"{top.baud} baud ({top.bridge['divisor']} clocks per bit)")
     plan = platform.build(top, name="top", do_build=False,
                           nextpnr_opts=f"--freq {mhz:g} --seed {seed} --router {router} "
-                                       f"--report top.report.json --timing-allow-fail")
+                                       + ("--router2-heatmap heatmap " if heatmap else "")
+                                       + "--report top.report.json --timing-allow-fail")
     plan.extract(str(out))
     report = {"board": spec.name, "device": platform.device, "package": platform.package,
               "design": "loopback" if loopback else "accelerator",
@@ -600,6 +607,10 @@ def add_build_arguments(parser):
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placer seed")
     parser.add_argument("--router", choices=ROUTERS, default="router1",
                         help="nextpnr's router")
+    parser.add_argument("--heatmap", action="store_true",
+                        help="with --router router2: its congestion after every iteration "
+                             "in OUT/heatmap_*.csv (benchmarks/congestion.py sums it by "
+                             "component)")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--files-only", action="store_true",
                         help="write the design and scripts, run no tool")
@@ -620,6 +631,9 @@ def run_build(args):
     try:
         if args.files_only and args.place_only:
             raise ValueError("--files-only and --place-only exclude each other")
+        if args.heatmap and args.router != "router2":
+            raise ValueError(f"--heatmap needs --router router2 (nextpnr's "
+                             f"--router2-heatmap), got --router {args.router}")
         build = preset(args.preset, **{name: getattr(args, name) for name in _BUILD_ARGS
                                        if getattr(args, name) is not None})
         # Made to check the arguments before a long build (the pragma on this file's
@@ -636,7 +650,7 @@ def run_build(args):
         build_board(args.board, build, out_dir=args.out, clock_mhz=args.clock_mhz,
                     baud=args.baud, seed=args.seed, do_build=not args.files_only,
                     place_only=args.place_only, loopback=args.loopback,
-                    router=args.router, timeout=args.timeout)
+                    router=args.router, heatmap=args.heatmap, timeout=args.timeout)
     except BoardBuildError as e:
         print(f"xnorlearn build: {e}", file=sys.stderr)
         return 1

@@ -4,6 +4,7 @@ dividers, the files of a build, the command-line entry points, the UART loopback
 through the real tools, and (``-m slow``) the full 64-lane ULX3S-85F bitstream."""
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -95,6 +96,56 @@ def test_router_choice(tmp_path):
     assert "--router router2 " in (tmp_path / "build_top.sh").read_text()
     with pytest.raises(ValueError, match="router must be one of router1, router2, got 'sa'"):
         build_board("ulx3s-85f", SMALL, out_dir=tmp_path, do_build=False, router="sa")
+
+
+def test_router2_heatmap(tmp_path, capsys):
+    """``--heatmap``: router2's congestion per net after each iteration, through the real
+    tools on the loopback design, summed by component by ``benchmarks/congestion.py``."""
+    report = build_board("ulx3s-85f", out_dir=tmp_path, loopback=True, router="router2",
+                         heatmap=True, progress=lambda text: None)
+    assert report["timing_met"] and report["router"] == "router2"
+    assert "--router2-heatmap heatmap " in (tmp_path / "build_top.sh").read_text()
+    congestion = _script("congestion")
+    found = congestion.heatmaps(tmp_path)
+    assert found and found[0][0] == 1
+    nets = congestion.read_heatmap(found[0][1])
+    assert nets and all(isinstance(v, int) and v >= 0 for v in nets.values())
+    assert congestion.main([str(tmp_path), "--top", "5"]) == 0
+    assert "router2 congestion by component: iteration 1" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="heatmap needs router2"):
+        build_board("ulx3s-85f", SMALL, out_dir=tmp_path, do_build=False, heatmap=True)
+
+
+def test_congestion_by_component(tmp_path, capsys):
+    """Net names lose what synthesis appended; shares are per iteration; the script
+    refuses a directory without heatmaps and a line that is not ``net,count``."""
+    congestion = _script("congestion")
+    assert congestion.component(
+        "design.accel.core.a_mem1.0.35_DIB1_TRELLIS_FF_Q_DI_LUT4_Z_D[4]", 4) \
+        == "design.accel.core.a_mem1"
+    assert congestion.component("design.accel.core.updates.sweep$109.draws.mix.x3[7]", 5) \
+        == "design.accel.core.updates.sweep"
+    assert congestion.component("$PACKER_GND_NET", 3) == "$PACKER_GND_NET"
+    (tmp_path / "heatmap_congestion_by_net_1.csv").write_text(
+        "design.a.x[0],6\ndesign.a.y_LUT4_Z,2\ndesign.b.z,2\n")
+    (tmp_path / "heatmap_congestion_by_net_12.csv").write_text("design.b.z,3\ndesign.a.x[1],1\n")
+    (tmp_path / "heatmap_congestion_by_net_2.csv").write_text("design.b.z,9\n")
+    assert [i for i, _ in congestion.heatmaps(tmp_path)] == [1, 2, 12]
+    assert congestion.main([str(tmp_path), "--depth", "2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "iteration 1 (10 net-wires overused), iteration 12 (4)" in out[0]
+    assert out[2].split() == ["design.b", "20.0%", "75.0%"]
+    assert out[3].split() == ["design.a", "80.0%", "25.0%"]
+    (tmp_path / "heatmap_congestion_by_net_13.csv").write_text("design.b.z;3\n")
+    with pytest.raises(SystemExit):
+        congestion.main([str(tmp_path)])
+    assert "expected 'net,count'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        congestion.main([str(tmp_path / "none")])
+    assert "no heatmap_congestion_by_net_N.csv" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        congestion.main([str(tmp_path), "--depth", "0"])
+    assert "--depth must be in 1..16, got 0" in capsys.readouterr().err
 
 
 def test_ecpix5_files(tmp_path):
@@ -215,6 +266,14 @@ def test_loopback_placed_only(tmp_path):
     with pytest.raises(ValueError, match="place_only needs do_build"):
         build_board("ulx3s-85f", out_dir=tmp_path, loopback=True, place_only=True,
                     do_build=False)
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(
+        name, Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_synthesis_with_abc_instead_of_abc9(tmp_path):
