@@ -71,9 +71,9 @@ def heatmaps(directory, prefix="heatmap"):
 
 
 def table(first, last, top):
-    """Rows ``(component, first share, last share, last count)``, largest last first."""
+    """Rows ``(component, first share, last share)``, largest last share first."""
     t_first, t_last = sum(first.values()) or 1, sum(last.values()) or 1
-    rows = [(name, first[name] / t_first, last[name] / t_last, last[name])
+    rows = [(name, first[name] / t_first, last[name] / t_last)
             for name in set(first) | set(last)]
     rows.sort(key=lambda r: (-r[2], -r[1], r[0]))
     return rows[:top]
@@ -107,7 +107,7 @@ def main(argv=None):
           f"({sum(first.values()):,} net-wires overused), iteration {i_last} "
           f"({sum(last.values()):,})")
     print(f"{'component':<50} {'iter ' + str(i_first):>9} {'iter ' + str(i_last):>9}")
-    for name, s_first, s_last, _ in table(first, last, args.top):
+    for name, s_first, s_last in table(first, last, args.top):
         print(f"{name:<50} {100 * s_first:8.1f}% {100 * s_last:8.1f}%")
     return 0
 

@@ -690,23 +690,20 @@ class TrainerCore(wiring.Component):
                 a_rd[b].addr.eq(Mux(cp_here, upd_path.a_addr, src.a_rd.addr)),
                 a_rd[b].en.eq(cp_here | fw_adv),
             ]
-            if b == 0 and ML > 2:
+            if b == 0:
                 # Region 0 is in bank 0: layer 0's forward pass writes bank 1 meanwhile.
                 load = eng.a_load
-                m.d.comb += [
-                    a_wr[b].addr.eq(Mux(eng.loading, load.addr, fw_a_addr)),
-                    a_wr[b].data.eq(Mux(eng.loading, load.data, amerged)),
-                    a_wr[b].en.eq(Mux(eng.loading, load.en, fw_en)),
-                ]
-            elif b == 0:
-                # With two layers at most, no layer's outputs go to bank 0 (region 2 and up):
-                # only the load writes it, and the layer outputs' bus reaches one bank.
-                load = eng.a_load
-                m.d.comb += [
-                    a_wr[b].addr.eq(load.addr),
-                    a_wr[b].data.eq(load.data),
-                    a_wr[b].en.eq(Mux(eng.loading, load.en, 0)),
-                ]
+                if ML > 2:
+                    m.d.comb += [
+                        a_wr[b].addr.eq(Mux(eng.loading, load.addr, fw_a_addr)),
+                        a_wr[b].data.eq(Mux(eng.loading, load.data, amerged)),
+                        a_wr[b].en.eq(Mux(eng.loading, load.en, fw_en)),
+                    ]
+                else:
+                    # No layer's outputs go to region 2 and up: only the load writes bank
+                    # 0, and the layer outputs' bus reaches one bank.
+                    m.d.comb += [a_wr[b].addr.eq(load.addr), a_wr[b].data.eq(load.data),
+                                 a_wr[b].en.eq(Mux(eng.loading, load.en, 0))]
             else:
                 m.d.comb += [a_wr[b].addr.eq(fw_a_addr), a_wr[b].data.eq(amerged),
                              a_wr[b].en.eq(fw_en)]
