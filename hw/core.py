@@ -45,16 +45,21 @@ class TrainerCore(wiring.Component):
     * forward, layer by layer and group by group of ``fwd_patterns`` (G) patterns: one
       ``W`` word of ``lanes`` weights per cycle, broadcast to G
       :class:`~xnorlearn.hw.popcount.XnorPopcount` units that each take the matching word
-      of their pattern's activations (one row of ``A``), with no gap between neurons or
-      groups and only the pipeline drain between layers; the G exact ``z`` go to the
+      of their pattern's activations, with no gap between neurons or groups and only the
+      pipeline drain between layers. ``A`` holds one ``lanes``-bit word per pattern and
+      word; the :class:`~xnorlearn.hw.fwd_source.ForwardSource` copies a group's words
+      into a cache beside the popcounts while the group before runs, so ``A`` is read
+      once per group and not once per neuron. The G exact ``z`` go to the
       threshold unit (one read of the neuron's threshold for all G), and each to its
       lane's :class:`~xnorlearn.hw.classifier.LocalClassifier` and
       :class:`~xnorlearn.hw.selector.GroupSelector` (exact ``z``, the golden default);
       the lanes' picks are drained lane by lane, so that the picks of patterns that need
       an update are appended to a per-layer pick list in pattern order. The lanes of a
       last, partial group past ``bs`` compute, but their classifiers and selectors get
-      no input. Layer 0 starts with the packet's header and follows the load group by
-      group;
+      no input. A group's outputs are stored into ``A`` one pattern's word a cycle, and
+      the source spaces the ends of output words by G cycles for that (only layers
+      narrower than G neurons per word are slowed). Layer 0 starts with the packet's
+      header and follows the load pattern by pattern;
     * per layer, as soon as its pick list is complete: the CP updates of the pick list in
       order (pattern, then group) through the :class:`~xnorlearn.hw.update.UpdateEngine`,
       one word per cycle (the next pick is fetched while the current one streams; a
@@ -80,7 +85,8 @@ class TrainerCore(wiring.Component):
 
     A minibatch of ``bs`` patterns thus takes
     ``ceil(bs / G) * sum_l K_l * ceil(K_{l-1} / lanes)`` cycles of forward pass, plus about
-    15 cycles per layer, plus the last layer's CP words (picks times
+    15 cycles per layer (and the copy of the first group's words into the cache,
+    ``G * ceil(K_{l-1} / lanes)`` cycles, for every layer after the first), plus the last layer's CP words (picks times
     ``ceil(K_{L-1} / lanes)``) and any earlier layer's that outlast the next forward pass,
     plus the load of the first group (``1 + ceil(K_0 / 32)`` words per pattern) and about
     20 cycles of drains and response, plus the part of the last minibatch's sweeps
@@ -145,8 +151,8 @@ class TrainerCore(wiring.Component):
         Patterns of a minibatch that the forward pass runs in lockstep, 1..64 (default
         1): each ``W`` word read is broadcast to ``fwd_patterns`` XNOR-popcount units of
         ``lanes`` lanes, each with its own threshold comparator, local classifier and
-        group selector. ``A``, the labels and the predictions are stored
-        ``fwd_patterns`` patterns to a word.
+        group selector. The labels and the predictions are stored ``fwd_patterns``
+        patterns to a word; ``A`` one pattern's word to a word.
 
     Members
     -------
@@ -299,8 +305,8 @@ class TrainerCore(wiring.Component):
         label_bits = max(1, (C - 1).bit_length())
         waddr_bits = max(1, ceil_log2(self._weight_words))
         G = self._fwd_patterns
-        MBG = -(-MB // G)             # rows of A (per layer), labels and predictions
-        region = MBG * AW             # A words per layer region
+        MBG = -(-MB // G)             # groups: rows of the labels and predictions
+        region = MB * AW              # A words per layer region
         pick_region = MB * MG
 
         # -- configuration, derived once per cycle (static while busy) -------------------------
@@ -359,15 +365,15 @@ class TrainerCore(wiring.Component):
         m.submodules.pred_mem = pred_mem = Memory(shape=unsigned(G * label_bits), depth=MBG,
                                                   init=[])
         m.submodules.pick_mem = pick_mem = Memory(
-            shape=pick_layout(max_batch=MB, max_width=MW, patterns=G), depth=ML * pick_region,
+            shape=pick_layout(max_batch=MB, max_width=MW), depth=ML * pick_region,
             init=[])
         # A is split by the parity of its layer region: the forward pass of layer l+1 reads
         # region l+1 while the CP updates of layer l read region l, each from its own bank.
         a_wr, a_rd = [], []
         for b in range(min(ML, 2)):
-            mem = Memory(shape=unsigned(G * P), depth=(ML - b + 1) // 2 * region, init=[])
+            mem = Memory(shape=unsigned(P), depth=(ML - b + 1) // 2 * region, init=[])
             m.submodules[f"a_mem{b}"] = mem
-            a_wr.append(mem.write_port(granularity=P) if G > 1 else mem.write_port())
+            a_wr.append(mem.write_port())
             a_rd.append(mem.read_port())
         # Read ports are not transparent (no bypass multiplexer after the block RAMs): the
         # interlocks below keep every read of a word after its write-back.
@@ -412,9 +418,9 @@ class TrainerCore(wiring.Component):
             m.submodules[lane_name("selector", j)] = fw_flushed(sels[j])
         m.submodules.source = src = ForwardSource(
             lanes=P, patterns=G, max_batch=MB, max_width=MW, a_words=AW, addr_bits=waddr_bits,
-            a_depth=ML * region)
+            a_depth=ML * region, end_gap=G)
         m.submodules.updates = upd_path = UpdatePath(
-            lanes=P, draw_lanes=D, h_bits=HB, patterns=G, max_batch=MB, max_width=MW,
+            lanes=P, draw_lanes=D, h_bits=HB, max_batch=MB, max_width=MW,
             classes=C, a_words=AW, width_bits=self._width_bits, addr_bits=waddr_bits,
             a_depth=ML * region, list_depth=ML * pick_region, row_depth=ML * MW,
             max_layers=ML, h_read_latency=weights.h_read_latency)
@@ -502,7 +508,7 @@ class TrainerCore(wiring.Component):
         # already on their way: the wide A and W registers need no clock enable.
         take = pc.o.valid
         c_k = Signal(range(MW + 1))
-        c_mu = Signal(range(MB + 1))  # group (row of A, labels, predictions)
+        c_mu = Signal(range(MB + 1))  # group (row of the labels and predictions)
         c_last = c_k == L_kout_m1
         # Lanes of the group that hold a pattern (the last group of a minibatch may be
         # partial): the others' classifiers and selectors get no input.
@@ -576,17 +582,29 @@ class TrainerCore(wiring.Component):
             lab_fifo.w_data.eq(s2_y),
         ]
 
-        # Activations of this layer, packed into A words for the next layer (region cur_l+1).
+        # Activations of this layer, packed into A words for the next layer (region cur_l+1):
+        # a group's G words in `abuf`, then stored one pattern a cycle from `aout`. The
+        # source spaces the ends of output words by G cycles (`end_gap`), so that `aout`
+        # is empty when the next arrives.
         abuf = Signal(G * P, reset_less=True)
         amerged = Signal(G * P)
         a_word, a_bit = divmod_const(s2_k, P, MW - 1)
         m.d.comb += amerged.eq(abuf | Cat(*((s2_a[j] << a_bit)[:P] for j in range(G))))
         a_word_end = (a_bit == P - 1) | s2_last
-        fw_a_we = s2_valid & a_word_end & (cur_l + 1 < self.layers)
-        fw_a_addr = ((cur_l + 1) >> 1) * region + s2_mu * AW + a_word
-        fw_wbank = ~cur_l[0] if ML > 1 else 0
         with m.If(s2_valid):
             m.d.sync += abuf.eq(Mux(a_word_end, 0, amerged))
+        aout = Signal(G * P, reset_less=True)
+        aout_mask = Signal(G)         # patterns of `aout` still to store, from bit 0
+        fw_a_addr = Signal(range(ML * region + 1))
+        fw_wbank = Signal()
+        fw_a_we = aout_mask[0]
+        with m.If(s2_valid & a_word_end & (cur_l + 1 < self.layers)):
+            m.d.sync += [aout.eq(amerged), aout_mask.eq(s2_mask),
+                         fw_a_addr.eq(((cur_l + 1) >> 1) * region + s2_mu * (G * AW) + a_word),
+                         fw_wbank.eq(~cur_l[0] if ML > 1 else 0)]
+        with m.Elif(aout_mask.any()):
+            m.d.sync += [aout.eq(aout >> P), aout_mask.eq(aout_mask >> 1),
+                         fw_a_addr.eq(fw_a_addr + AW)]
 
         # Classifier decisions: last-layer errors, predictions, update flags.
         cls_mu = Signal(range(MB + 1))   # group
@@ -609,11 +627,11 @@ class TrainerCore(wiring.Component):
                      drain.flush.eq(flush)]
         wiring.connect(m, drain.pick_wr, pick_wr)
         drain_mu, pick_n = drain.drained, drain.count
-        layer_done = ~src.active & src.empty & (drain_mu == bs)
+        layer_done = ~src.active & src.empty & (drain_mu == bs) & ~aout_mask.any()
         # Nothing of the forward pass in flight: the generator waits at a pattern boundary
         # (or is done) and every generated pattern has left the pipeline.
         fw_quiet = src.empty & src.at_group & (drain_mu == src.mu)
-        fw_busy = src.go | ~fw_quiet
+        fw_busy = src.go | ~fw_quiet | aout_mask.any()
 
         # -- updates: the CP updates of layer `u_l` once its pick list is complete
         # (`u_l < fw_done`), while a TRAIN runs; after the TRAIN, the sweeps, `u_l` from 0
@@ -685,7 +703,7 @@ class TrainerCore(wiring.Component):
         for b in range(len(a_rd)):
             # Only a CP job reads A: a sweep may run beside any layer's forward pass.
             cp_here = u_run & ~upd_path.reinforcing & ((u_l[0] == b) if ML > 1 else 1)
-            fw_en = (fw_a_we & (fw_wbank == b)).replicate(G)
+            fw_en = fw_a_we & (fw_wbank == b)
             m.d.comb += [
                 a_rd[b].addr.eq(Mux(cp_here, upd_path.a_addr, src.a_rd.addr)),
                 a_rd[b].en.eq(cp_here | fw_adv),
@@ -696,7 +714,7 @@ class TrainerCore(wiring.Component):
                 if ML > 2:
                     m.d.comb += [
                         a_wr[b].addr.eq(Mux(eng.loading, load.addr, fw_a_addr)),
-                        a_wr[b].data.eq(Mux(eng.loading, load.data, amerged)),
+                        a_wr[b].data.eq(Mux(eng.loading, load.data, aout[:P])),
                         a_wr[b].en.eq(Mux(eng.loading, load.en, fw_en)),
                     ]
                 else:
@@ -705,7 +723,7 @@ class TrainerCore(wiring.Component):
                     m.d.comb += [a_wr[b].addr.eq(load.addr), a_wr[b].data.eq(load.data),
                                  a_wr[b].en.eq(Mux(eng.loading, load.en, 0))]
             else:
-                m.d.comb += [a_wr[b].addr.eq(fw_a_addr), a_wr[b].data.eq(amerged),
+                m.d.comb += [a_wr[b].addr.eq(fw_a_addr), a_wr[b].data.eq(aout[:P]),
                              a_wr[b].en.eq(fw_en)]
         m.d.comb += [
             p_rd.addr.eq(Mux(eng.p_rd_host, eng.p_rd_addr, L_row + c_k)),
@@ -729,7 +747,6 @@ class TrainerCore(wiring.Component):
                 m.d.sync += c_left.eq(eng.fwd_count)
 
         with m.If(flush):
-            m.d.sync += [s1_valid.eq(0),
-                         t["valid"].eq(0), s2_valid.eq(0)]
+            m.d.sync += [s1_valid.eq(0), t["valid"].eq(0), s2_valid.eq(0), aout_mask.eq(0)]
 
         return ResetInserter({"sync": self.soft_reset})(m)

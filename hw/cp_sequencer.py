@@ -13,13 +13,9 @@ from xnorlearn.hw.layer_config import layer_shapes
 __all__ = ["CpSequencer", "pick_layout"]
 
 
-def pick_layout(*, max_batch, max_width, patterns):
-    """Layout of a pick list entry: the pattern ``mu`` and the neuron ``k``, and with
-    ``patterns > 1`` the pattern's row ``grp`` of ``A`` and its ``slot`` in that row."""
-    fields = {"mu": range(max_batch), "k": range(max_width)}
-    if patterns > 1:
-        fields.update(grp=range(-(-max_batch // patterns)), slot=range(patterns))
-    return data.StructLayout(fields)
+def pick_layout(*, max_batch, max_width):
+    """Layout of a pick list entry: the pattern ``mu`` and the neuron ``k``."""
+    return data.StructLayout({"mu": range(max_batch), "k": range(max_width)})
 
 
 class CpSequencer(wiring.Component):
@@ -28,7 +24,7 @@ class CpSequencer(wiring.Component):
 
     Pick ``(mu, k)`` updates the ``words`` words of neuron ``k`` (from ``layer.base + k *
     words``) with the activations of pattern ``mu`` (its words of ``A`` from ``a_base +
-    row * a_words``, in slot ``slot`` of that row) and ``rho = P[k][y_mu]``, the classifier
+    mu * a_words``) and ``rho = P[k][y_mu]``, the classifier
     weight of the pattern's true class. For each pick the sequencer reads the entry, then
     the classifier row ``P[k]`` (from ``row_base + k``) and the label ``y_mu``, through
     a five-stage prefetch that runs ahead of the words, so consecutive picks stream with no
@@ -43,12 +39,12 @@ class CpSequencer(wiring.Component):
     ----------
     lanes : int
         Weights per word, 32..1024.
-    max_batch, max_width, patterns : int
-        The pick list entry's ranges (:func:`pick_layout`): 1..1024, 1..4095, 1..64.
+    max_batch, max_width : int
+        The pick list entry's ranges (:func:`pick_layout`): 1..1024, 1..4095.
     classes : int
         Classes, 2..16 (bits of a classifier row).
     a_words : int
-        Words of ``A`` per pattern row, 1..4095.
+        Words of ``A`` per pattern, 1..4095.
     addr_bits : int
         Bits of a hidden-weight word address, 1..20.
     a_depth : int
@@ -80,9 +76,8 @@ class CpSequencer(wiring.Component):
         read to ``a_addr`` in this cycle.
     h_addr, a_addr : ``Out``
         Addresses of the word that leaves on ``o`` in the next cycle.
-    o : ``Out(stream.Signature(StructLayout({"addr", "count", "rho", "slot"}), always_ready=True))``
-        The words, registered: ``H`` address, weights in the word, ``rho`` and the
-        pattern's slot of the ``A`` row.
+    o : ``Out(stream.Signature(StructLayout({"addr", "count", "rho"}), always_ready=True))``
+        The words, registered: ``H`` address, weights in the word and ``rho``.
     done : ``Out(1)``
         Every pick has been issued: the last word is on ``o`` in this cycle or left
         before.
@@ -95,12 +90,11 @@ class CpSequencer(wiring.Component):
         If a parameter is out of range.
     """
 
-    def __init__(self, *, lanes, max_batch, max_width, patterns, classes, a_words, addr_bits,
+    def __init__(self, *, lanes, max_batch, max_width, classes, a_words, addr_bits,
                  a_depth, list_depth, row_depth, hazard):
         self._lanes = _check_int("lanes", lanes, 32, 1024)
         self._max_batch = _check_int("max_batch", max_batch, 1, 1024)
         self._max_width = _check_int("max_width", max_width, 1, 4095)
-        self._patterns = _check_int("patterns", patterns, 1, 64)
         self._classes = _check_int("classes", classes, 2, 16)
         self._a_words = _check_int("a_words", a_words, 1, 4095)
         self._addr_bits = _check_int("addr_bits", addr_bits, 1, 20)
@@ -108,7 +102,7 @@ class CpSequencer(wiring.Component):
         self._list_depth = _check_int("list_depth", list_depth, 1, 1 << 20)
         self._row_depth = _check_int("row_depth", row_depth, 1, 1 << 20)
         self._hazard = _check_int("hazard", hazard, 1, 16)
-        self._pick = pick_layout(max_batch=max_batch, max_width=max_width, patterns=patterns)
+        self._pick = pick_layout(max_batch=max_batch, max_width=max_width)
         label_bits = max(1, (classes - 1).bit_length())
         shapes = layer_shapes(lanes=lanes, max_words=a_words)
         super().__init__({
@@ -131,15 +125,14 @@ class CpSequencer(wiring.Component):
             "h_addr": Out(addr_bits),
             "a_addr": Out(range(a_depth + 1)),
             "o": Out(stream.Signature(data.StructLayout({
-                "addr": addr_bits, "count": range(lanes + 1), "rho": 1,
-                "slot": range(patterns)}), always_ready=True)),
+                "addr": addr_bits, "count": range(lanes + 1), "rho": 1}),
+                always_ready=True)),
             "done": Out(1),
         })
 
     lanes = property(lambda self: self._lanes)
     max_batch = property(lambda self: self._max_batch)
     max_width = property(lambda self: self._max_width)
-    patterns = property(lambda self: self._patterns)
     classes = property(lambda self: self._classes)
     a_words = property(lambda self: self._a_words)
     addr_bits = property(lambda self: self._addr_bits)
@@ -154,7 +147,7 @@ class CpSequencer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        P, G, MW, MB = self._lanes, self._patterns, self._max_width, self._max_batch
+        P, MW, MB = self._lanes, self._max_width, self._max_batch
         AW, waddr_bits = self._a_words, self._addr_bits
         geo = self.layer
 
@@ -198,14 +191,6 @@ class CpSequencer(wiring.Component):
         # `k * words` in the f1 and f2 stages, by a two-level adder tree.
         f2_prod, _ = adder_tree(m, shifted_terms(pk.k, geo.words, waddr_bits), waddr_bits,
                                 "f2_prod", en=pf_en, arity=4, latency=2)
-        if G > 1:
-            # The pick's pattern within its row of A: `grp` and `slot` ride along with `mu`.
-            f1_grp, f2_grp = Signal(range(-(-MB // G))), Signal(range(-(-MB // G)))
-            f1_slot, f2_slot, nx_slot = (Signal(range(G), name=n)
-                                         for n in ("f1_slot", "f2_slot", "nx_slot"))
-            with m.If(pf_en):
-                m.d.sync += [f1_grp.eq(pk.grp), f1_slot.eq(pk.slot), f2_grp.eq(f1_grp),
-                             f2_slot.eq(f1_slot), nx_slot.eq(f2_slot)]
         with m.If(pf_en):
             m.d.sync += [f0_v.eq(fetch), pf_i.eq(pf_i + fetch),
                          fb_v.eq(f0_v), pk.eq(self.pick_rd.data),
@@ -214,25 +199,22 @@ class CpSequencer(wiring.Component):
                          f2_row.eq(self.row_rd.data), f2_y.eq(self.label_rd.data),
                          nx_v.eq(f2_v), nx_k.eq(f2_k),
                          nx_hbase.eq(geo.base + f2_prod),
-                         nx_abase.eq(self.a_base + (f2_grp if G > 1 else f2_mu) * AW),
+                         nx_abase.eq(self.a_base + f2_mu * AW),
                          nx_rho.eq(f2_row.bit_select(f2_y, 1))]
 
         out = Signal.like(self.o.payload, reset_less=True)
-        cp_slot = Signal(range(G))
         # Addresses of the word being issued, kept as `base + cp_w` by counting.
         cp_haddr = Signal(waddr_bits)
         cp_a_addr = Signal(range(self._a_depth + 1))
         m.d.sync += self.o.valid.eq(0)
         with m.If(cp_act):
             m.d.sync += [self.o.valid.eq(1), out.addr.eq(cp_haddr), out.rho.eq(cp_rho),
-                         out.slot.eq(cp_slot),
                          out.count.eq(Mux(cp_last_word, geo.last, P)), cp_w.eq(cp_w + 1),
                          cp_haddr.eq(cp_haddr + 1), cp_a_addr.eq(cp_a_addr + 1)]
             with m.If(cp_last_word):
                 m.d.sync += cp_act.eq(0)
         with m.If(cp_take):
             m.d.sync += [cp_act.eq(1), cp_w.eq(0), cp_k.eq(nx_k), cp_rho.eq(nx_rho),
-                         cp_slot.eq(nx_slot if G > 1 else 0),
                          cp_haddr.eq(nx_hbase), cp_a_addr.eq(nx_abase)]
         with m.If(self.clear):
             m.d.sync += [pf_i.eq(0), f0_v.eq(0), fb_v.eq(0), f1_v.eq(0), f2_v.eq(0),

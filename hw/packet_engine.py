@@ -27,8 +27,8 @@ class PacketEngine(wiring.Component):
     between the streams and the memories, and sequences a minibatch's layers.
 
     * ``TRAIN`` / ``INFER``: each label goes to the labels memories and each pattern's
-      words, packed ``lanes`` bits to a word, to its slot of a row of ``A`` (region 0,
-      ``a_load``). The forward pass of layer 0 is started with the header
+      words, packed ``lanes`` bits to a word, to ``A``'s region 0 (``a_load``), at
+      ``mu * a_words`` for pattern ``mu``. The forward pass of layer 0 is started with the header
       (``fwd_start``) and follows the load; each later layer's is started when the layer
       before is complete (``fwd_done``) and, for ``TRAIN``, the updates of the layer two
       before are done (their ``A`` bank is the one the layer reads). After the last layer
@@ -57,7 +57,7 @@ class PacketEngine(wiring.Component):
     width_bits : int
         Bits of a layer size, 1..12.
     a_words : int
-        Words of ``A`` per pattern (row) and layer, 1..4095.
+        Words of ``A`` per pattern and layer, 1..4095.
     a_depth : int
         Words of the ``A`` bank that holds region 0, 1..2**20.
     weight_words : int
@@ -205,8 +205,7 @@ class PacketEngine(wiring.Component):
             "label_wr": In(WritePort.Signature(addr_width=ceil_log2(MB),
                                                shape=unsigned(label_bits))),
             "a_load": In(WritePort.Signature(addr_width=ceil_log2(a_depth),
-                                             shape=unsigned(G * lanes),
-                                             granularity=lanes if G > 1 else None)),
+                                             shape=unsigned(lanes))),
             "loading": Out(1),
             "pred_rd": In(ReadPort.Signature(addr_width=ceil_log2(-(-MB // G)),
                                              shape=unsigned(G * label_bits))),
@@ -292,7 +291,7 @@ class PacketEngine(wiring.Component):
         wbuf = Signal(P, reset_less=True)
         rpt_buf = Signal(32, reset_less=True)
         resp_i = Signal(range(MB + 1))
-        # The pattern being loaded / answered within its row of A, labels and predictions.
+        # The pattern being loaded / answered within its row of labels and predictions.
         ld_slot, resp_slot = Signal(range(G)), Signal(range(G))
         ld_grp, resp_grp = Signal(range(MBG + 1)), Signal(range(MBG + 1))
         ld_onehot = Cat(ld_slot == j for j in range(G))
@@ -476,9 +475,8 @@ class PacketEngine(wiring.Component):
                 # Region 0 is in bank 0; layer 0's forward pass writes bank 1 meanwhile.
                 m.d.comb += [phase.eq(load_phase), self.s_axis.ready.eq(1), self.loading.eq(1),
                              self.a_load.addr.eq(io_addr + a_word),
-                             self.a_load.data.eq(merged_in.replicate(G)),
-                             self.a_load.en.eq((self.s_axis.valid & a_end).replicate(G)
-                                               & ld_onehot)]
+                             self.a_load.data.eq(merged_in),
+                             self.a_load.en.eq(self.s_axis.valid & a_end)]
                 with m.If(self.s_axis.valid):
                     m.d.sync += io_buf.eq(Mux(a_end, 0, merged_in))
                     with m.If(s_in.last != exp_last):
@@ -487,12 +485,10 @@ class PacketEngine(wiring.Component):
                         m.d.sync += ld_mu.eq(ld_mu + 1)
                         if G > 1:
                             with m.If(ld_slot == G - 1):
-                                m.d.sync += [ld_slot.eq(0), ld_grp.eq(ld_grp + 1),
-                                             io_addr.eq(io_addr + AW)]
+                                m.d.sync += [ld_slot.eq(0), ld_grp.eq(ld_grp + 1)]
                             with m.Else():
                                 m.d.sync += ld_slot.eq(ld_slot + 1)
-                        else:
-                            m.d.sync += io_addr.eq(io_addr + AW)
+                        m.d.sync += io_addr.eq(io_addr + AW)
                         with m.If(exp_last):
                             m.next = "FWD"
                         with m.Else():

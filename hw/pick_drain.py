@@ -82,7 +82,7 @@ class PickDrain(wiring.Component):
         self._max_groups = _check_int("max_groups", max_groups, 1, 64)
         self._list_depth = _check_int("list_depth", list_depth, 1, 1 << 20)
         self._slack = _check_int("slack", slack, 0, 256)
-        self._pick = pick_layout(max_batch=max_batch, max_width=max_width, patterns=patterns)
+        self._pick = pick_layout(max_batch=max_batch, max_width=max_width)
         item = data.StructLayout({"index": max(1, (max_width - 1).bit_length()), "valid": 1,
                                  "last": 1})
         super().__init__({
@@ -129,19 +129,15 @@ class PickDrain(wiring.Component):
         wr = self.pick_wr
         if G > 1:
             drain_j = Signal(range(G))
-            drain_grp = Signal(range(-(-self._max_batch // G) + 1))
             m.d.comb += head.eq(Array(f.r_data for f in fifos)[drain_j])
             drain = Array(f.r_rdy for f in fifos)[drain_j] & dec_fifo.r_rdy
             keep = drain & head.valid & dec_fifo.r_data.bit_select(drain_j, 1)
             lane_end = (drain_j == G - 1) | (drain_mu + 1 == self.bs)
             for j, fifo in enumerate(fifos):
                 m.d.comb += fifo.r_en.eq(drain & (drain_j == j))
-            m.d.comb += [dec_fifo.r_en.eq(drain & head.last & lane_end),
-                         wr.data.grp.eq(drain_grp), wr.data.slot.eq(drain_j)]
+            m.d.comb += dec_fifo.r_en.eq(drain & head.last & lane_end)
             with m.If(drain & head.last):
                 m.d.sync += drain_j.eq(Mux(lane_end, 0, drain_j + 1))
-                with m.If(lane_end):
-                    m.d.sync += drain_grp.eq(drain_grp + 1)
         else:
             m.d.comb += head.eq(fifos[0].r_data)
             drain = fifos[0].r_rdy & dec_fifo.r_rdy
@@ -162,5 +158,5 @@ class PickDrain(wiring.Component):
         with m.If(self.start):
             m.d.sync += [drain_mu.eq(0), pick_n.eq(0)]
             if G > 1:
-                m.d.sync += [drain_j.eq(0), drain_grp.eq(0)]
+                m.d.sync += drain_j.eq(0)
         return m

@@ -48,7 +48,7 @@ class UpdatePath(wiring.Component):
     lanes, draw_lanes, h_bits : int
         Weights per word (32..1024), reinforcement draws per cycle (a power of two
         dividing ``lanes``), bits of a hidden weight (2..16).
-    patterns, max_batch, max_width, classes, a_words : int
+    max_batch, max_width, classes, a_words : int
         As for :class:`CpSequencer`.
     width_bits : int
         Bits of a layer size, 1..16.
@@ -80,7 +80,7 @@ class UpdatePath(wiring.Component):
     pick_rd, row_rd, label_rd : ``In(ReadPort.Signature(...))``
         The :class:`CpSequencer`'s read ports.
     a_addr : ``Out``
-    a_data : ``In(patterns * lanes)``
+    a_data : ``In(lanes)``
         ``A`` read, one cycle of latency; ``a_addr`` is valid while ``running`` and not
         ``reinforcing``.
     h_addr : ``Out(addr_bits)``
@@ -104,7 +104,7 @@ class UpdatePath(wiring.Component):
         If a parameter is out of range.
     """
 
-    def __init__(self, *, lanes, draw_lanes, h_bits, patterns, max_batch, max_width, classes,
+    def __init__(self, *, lanes, draw_lanes, h_bits, max_batch, max_width, classes,
                  a_words, width_bits, addr_bits, a_depth, list_depth, row_depth, max_layers,
                  h_read_latency):
         self._h_read_latency = _check_int("h_read_latency", h_read_latency, 1, 8)
@@ -112,13 +112,13 @@ class UpdatePath(wiring.Component):
         self._engine = UpdateEngine(lanes=lanes, h_bits=h_bits,
                                     tag_shape=data.StructLayout({"addr": addr_bits}))
         self._cp = CpSequencer(
-            lanes=lanes, max_batch=max_batch, max_width=max_width, patterns=patterns,
-            classes=classes, a_words=a_words, addr_bits=addr_bits, a_depth=a_depth,
+            lanes=lanes, max_batch=max_batch, max_width=max_width, classes=classes,
+            a_words=a_words, addr_bits=addr_bits, a_depth=a_depth,
             list_depth=list_depth, row_depth=row_depth,
             hazard=h_read_latency + self._engine.latency)
         self._sweep = ReinforceSweep(lanes=lanes, draw_lanes=draw_lanes, width_bits=width_bits,
                                      max_words=a_words, addr_bits=addr_bits, mul_stages=3)
-        self._patterns, self._lanes = patterns, lanes
+        self._lanes = lanes
         shapes = layer_shapes(lanes=lanes, max_words=a_words, width_bits=width_bits,
                               draw_lanes=draw_lanes)
         self._layer = data.StructLayout({
@@ -140,7 +140,7 @@ class UpdatePath(wiring.Component):
             "row_rd": cp_ports["row_rd"],
             "label_rd": cp_ports["label_rd"],
             "a_addr": Out(range(a_depth + 1)),
-            "a_data": In(patterns * lanes),
+            "a_data": In(lanes),
             "h_addr": Out(addr_bits),
             "h_data": In(lanes * h_bits),
             "update": Out(stream.Signature(weight_word_layout(
@@ -155,7 +155,7 @@ class UpdatePath(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        P, G = self._lanes, self._patterns
+        P = self._lanes
         m.submodules.engine = eng = self._engine
         m.submodules.cp = cps = self._cp
         m.submodules.sweep = sweep = self._sweep
@@ -217,7 +217,7 @@ class UpdatePath(wiring.Component):
         count = Mux(cp.valid, cp.payload.count, rf.payload.count)
         m.d.comb += [
             e0.op.eq(Mux(cp.valid, UpdateOp.CP, UpdateOp.REINFORCE)),
-            e0.a.eq(self.a_data.word_select(cp.payload.slot, P) if G > 1 else self.a_data),
+            e0.a.eq(self.a_data),
             e0.rho.eq(cp.payload.rho),
             e0.mask.eq(Cat(*(count > n for n in range(P)))),
             e0.hit.eq(rf.payload.hit),

@@ -1,7 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """CpSequencer with real memories: random pick lists, classifier rows and labels, several
-runs back to back; every word's H address, count, rho, slot and A address compared with
-the pick list's meaning, and the spacing of a neuron picked again checked against the
+runs back to back; every word's H address, count, rho and A address compared with the
+pick list's meaning, and the spacing of a neuron picked again checked against the
 write-back latency."""
 
 import pytest
@@ -37,17 +37,16 @@ class Harness(wiring.Component):
         return m
 
 
-def expected(run, rows, labels, lanes, patterns, a_words):
-    """The words of ``run``'s pick list: ``(h_addr, count, rho, slot, a_addr, k)``."""
+def expected(run, rows, labels, lanes, a_words):
+    """The words of ``run``'s pick list: ``(h_addr, count, rho, a_addr, k)``; word ``w``
+    of pattern ``mu`` is at ``a_base + mu * a_words + w`` of ``A``."""
     words, last, base = run["words"], run["last"], run["base"]
     out = []
     for mu, k in run["picks"]:
-        grp, slot = divmod(mu, patterns)
-        row = grp if patterns > 1 else mu
         rho = (rows[run["row_base"] + k] >> labels[mu]) & 1
         for w in range(words):
             out.append((base + k * words + w, last if w == words - 1 else lanes, rho,
-                        slot if patterns > 1 else 0, run["a_base"] + row * a_words + w, k))
+                        run["a_base"] + mu * a_words + w, k))
     return out
 
 
@@ -75,13 +74,12 @@ def random_runs(rng, lanes, a_words, n, repeats):
     return runs
 
 
-@pytest.mark.parametrize("lanes, patterns, hazard", [(32, 1, 6), (64, 3, 6), (32, 4, 1),
-                                                     (64, 1, 3)])
+@pytest.mark.parametrize("lanes, a_words, hazard", [(32, 4, 6), (64, 3, 6), (32, 1, 1),
+                                                    (64, 4, 3)])
 @pytest.mark.parametrize("repeats", [False, True])
-def test_against_pick_lists(rng, lanes, patterns, hazard, repeats):
-    a_words = 4
-    top = Harness(lanes=lanes, max_batch=MAX_BATCH, max_width=MAX_WIDTH, patterns=patterns,
-                  classes=CLASSES, a_words=a_words, addr_bits=10, a_depth=LAYERS * 100,
+def test_against_pick_lists(rng, lanes, a_words, hazard, repeats):
+    top = Harness(lanes=lanes, max_batch=MAX_BATCH, max_width=MAX_WIDTH, classes=CLASSES,
+                  a_words=a_words, addr_bits=10, a_depth=LAYERS * 100,
                   list_depth=LAYERS * 64, row_depth=LAYERS * MAX_WIDTH, hazard=hazard)
     dut = top.dut
     rows = [int(v) for v in rng.integers(0, 1 << CLASSES, size=LAYERS * MAX_WIDTH)]
@@ -96,10 +94,7 @@ def test_against_pick_lists(rng, lanes, patterns, hazard, repeats):
             ctx.set(top.labels_mem.data[i], v)
         for run in runs:
             for i, (mu, k) in enumerate(run["picks"]):
-                entry = {"mu": mu, "k": k}
-                if patterns > 1:
-                    entry.update(grp=mu // patterns, slot=mu % patterns)
-                ctx.set(top.picks_mem.data[run["list_base"] + i], entry)
+                ctx.set(top.picks_mem.data[run["list_base"] + i], {"mu": mu, "k": k})
             ctx.set(dut.clear, 1)
             ctx.set(dut.run, 0)
             ctx.set(dut.picks, len(run["picks"]))
@@ -119,7 +114,7 @@ def test_against_pick_lists(rng, lanes, patterns, hazard, repeats):
                 if ctx.get(dut.o.valid):
                     p = ctx.get(dut.o.payload)
                     assert issued is not None and issued[0] == p.addr, "h_addr did not lead"
-                    words.append((p.addr, p.count, p.rho, p.slot, issued[1], t))
+                    words.append((p.addr, p.count, p.rho, issued[1], t))
                 if ctx.get(dut.done):
                     break
                 issued = ((ctx.get(dut.h_addr), ctx.get(dut.a_addr))
@@ -136,34 +131,36 @@ def test_against_pick_lists(rng, lanes, patterns, hazard, repeats):
     sim.run()
 
     for run, words in zip(runs, seen):
-        want = expected(run, rows, labels, lanes, patterns, a_words)
-        assert [w[:5] for w in words] == [w[:5] for w in want], run
+        want = expected(run, rows, labels, lanes, a_words)
+        assert [w[:4] for w in words] == [w[:4] for w in want], run
         # A neuron picked again reads H only after the write-back of its last word.
         last_t = {}
-        for (_, _, _, _, _, t), (*_, k) in zip(words, want):
+        for (*_, t), (*_, k) in zip(words, want):
             prev = last_t.get(k)
             if prev is not None and t - prev > 1:
                 assert t - prev > hazard, f"neuron {k} issued {t - prev} cycles apart"
             last_t[k] = t
         if not run["repeats"] and words:
             # No neuron within a few picks of itself: the words stream without a gap.
-            assert words[-1][5] - words[0][5] == len(words) - 1
+            assert words[-1][-1] - words[0][-1] == len(words) - 1
 
 
 def test_pick_layout():
-    assert set(pick_layout(max_batch=8, max_width=5, patterns=1).members) == {"mu", "k"}
-    assert set(pick_layout(max_batch=8, max_width=5, patterns=3).members) == {
-        "mu", "k", "grp", "slot"}
+    layout = pick_layout(max_batch=8, max_width=5)
+    assert set(layout.members) == {"mu", "k"}
+    assert layout.size == 3 + 3
+    with pytest.raises(TypeError, match="patterns"):
+        pick_layout(max_batch=8, max_width=5, patterns=3)
 
 
 @pytest.mark.parametrize("kwargs, error, text", [
     ({"lanes": 16}, ValueError, "lanes"),
-    ({"patterns": 65}, ValueError, "patterns"),
+    ({"patterns": 1}, TypeError, "patterns"),
     ({"hazard": 0}, ValueError, "hazard"),
     ({"classes": 2.5}, TypeError, "classes"),
 ])
 def test_bad_parameters(kwargs, error, text):
-    args = {"lanes": 64, "max_batch": 8, "max_width": 5, "patterns": 1, "classes": 10,
+    args = {"lanes": 64, "max_batch": 8, "max_width": 5, "classes": 10,
             "a_words": 2, "addr_bits": 8, "a_depth": 40, "list_depth": 40, "row_depth": 10,
             "hazard": 6, **kwargs}
     with pytest.raises(error, match=text):

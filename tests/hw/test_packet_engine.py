@@ -34,7 +34,8 @@ class Harness(wiring.Component):
         self.lanes, self.patterns = lanes, G
         self.a_words = max(-(-MF // lanes), -(-MW // lanes))
         self.depth = self.a_words * MW * ML
-        self.region = -(-MB // G) * self.a_words
+        self.region = MB * self.a_words          # A words of a layer region
+        self.a_depth = (ML + 1) // 2 * self.region
         self.cfg = LayerConfig(lanes=lanes, max_layers=ML, width_bits=7,
                                margin_bits=(2 * MW).bit_length(), max_width=MW,
                                max_fan_in=MF, max_groups=MG, weight_words=self.depth,
@@ -43,13 +44,13 @@ class Harness(wiring.Component):
         self.dut = PacketEngine(lanes=lanes, h_bits=H_BITS, patterns=G, max_layers=ML,
                                 max_width=MW, max_fan_in=MF, max_batch=MB, classes=C,
                                 width_bits=7, a_words=self.a_words,
-                                a_depth=(ML + 1) // 2 * self.region, weight_words=self.depth,
+                                a_depth=self.a_depth, weight_words=self.depth,
                                 h_read_latency=self.weights.h_read_latency)
         self.preds = [int(v) for v in np.random.default_rng(G).integers(
             0, 1 << (G * LABEL_BITS), -(-MB // G))]
         self.mems = {
             "labels": Memory(shape=LABEL_BITS, depth=MB, init=[]),
-            "a": Memory(shape=G * lanes, depth=(ML + 1) // 2 * self.region, init=[]),
+            "a": Memory(shape=lanes, depth=self.a_depth, init=[]),
             "pred": Memory(shape=G * LABEL_BITS, depth=-(-MB // G), init=self.preds),
             "p": Memory(shape=C, depth=ML * MW, init=[]),
             "t": Memory(shape=17, depth=ML * MW, init=[]),
@@ -83,8 +84,7 @@ class Harness(wiring.Component):
         if self.patterns > 1:
             wiring.connect(m, dut.label_group_wr,
                            mems["label_groups"].write_port(granularity=LABEL_BITS))
-        a_wr = (mems["a"].write_port(granularity=self.lanes) if self.patterns > 1
-                else mems["a"].write_port())
+        a_wr = mems["a"].write_port()
         m.d.comb += [a_wr.addr.eq(dut.a_load.addr), a_wr.data.eq(dut.a_load.data),
                      a_wr.en.eq(Mux(dut.loading, dut.a_load.en, 0))]
         wiring.connect(m, dut.pred_rd, mems["pred"].read_port())
@@ -310,7 +310,16 @@ def test_packets_against_the_protocol(lanes, patterns, idle, stall, rng):
             assert await tb.read_h_word(ctx, base + i) == eh, f"H word {i} of layer {layer}"
             assert await tb.read_w_word(ctx, base + i) == ew, f"W word {i} of layer {layer}"
 
+    # What A holds before each load: random words of its own (fixed) generator, which no
+    # load writes by chance.
+    sentinel_rng = np.random.default_rng(12345)
+    sentinel = [int.from_bytes(sentinel_rng.bytes(lanes // 8), "little")
+                for _ in range(h.a_depth)]
+
     async def run_batch(ctx, opcode, layers, width):
+        # A filled with the sentinel, so that the load's stray writes show.
+        for addr in range(h.a_depth):
+            ctx.set(mems["a"].data[addr], sentinel[addr])
         bs = int(rng.integers(1, MB + 1))
         a0 = rng.choice([-1, 1], size=(bs, width[0]))
         labels = rng.integers(0, C, bs)
@@ -333,10 +342,12 @@ def test_packets_against_the_protocol(lanes, patterns, idle, stall, rng):
         if opcode == Opcode.TRAIN:
             for _, layer, _, done in starts:
                 assert done + 1 >= layer, f"layer {layer} started with {done} updates done"
-        # What the load wrote: labels, and each pattern's words in its slot of a row of A.
+        # What the load wrote: labels, and word w of pattern mu at mu * a_words + w of A
+        # (region 0); every other word of A keeps its sentinel.
         bits = (a0 > 0).astype(np.int64)
         words_a = -(-width[0] // lanes)
         G = patterns
+        expect_a = {}
         for mu in range(bs):
             assert ctx.get(mems["labels"].data[mu]) == labels[mu]
             grp, slot = divmod(mu, G)
@@ -345,9 +356,15 @@ def test_packets_against_the_protocol(lanes, patterns, idle, stall, rng):
                 assert (row >> (LABEL_BITS * slot)) & 0xF == labels[mu]
             for w in range(words_a):
                 chunk = bits[mu, w * lanes:(w + 1) * lanes]
-                expect = sum(int(b) << i for i, b in enumerate(chunk))
-                got = ctx.get(mems["a"].data[grp * h.a_words + w]) >> (lanes * slot)
-                assert got & ((1 << lanes) - 1) == expect, f"A word {w} of pattern {mu}"
+                expect_a[mu * h.a_words + w] = sum(int(b) << i for i, b in enumerate(chunk))
+        for addr in range(h.a_depth):
+            got = ctx.get(mems["a"].data[addr])
+            if addr in expect_a:
+                mu, w = divmod(addr, h.a_words)
+                assert got == expect_a[addr], \
+                    f"A word {w} of pattern {mu}: {got:#x} != {expect_a[addr]:#x}"
+            else:
+                assert got == sentinel[addr], f"A word {addr} written, not in the load"
 
     async def host(ctx):
         for n in range(3):

@@ -10,6 +10,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
+from xnorlearn.hw.cp_sequencer import pick_layout
 from xnorlearn.hw.pick_drain import PickDrain
 
 MAX_BATCH, MAX_WIDTH, MAX_GROUPS, LAYERS = 11, 24, 6, 2
@@ -31,12 +32,12 @@ class Harness(wiring.Component):
         return m
 
 
-def golden_list(picks, decisions, patterns):
-    """The pick list the CP step of the golden model walks: ``(mu, k, grp, slot)``."""
+def golden_list(picks, decisions):
+    """The pick list the CP step of the golden model walks: ``(mu, k)``."""
     out = []
     for mu, groups in enumerate(picks):
         if decisions[mu]:
-            out += [(mu, k, mu // patterns, mu % patterns) for k in groups if k is not None]
+            out += [(mu, k) for k in groups if k is not None]
     return out
 
 
@@ -48,6 +49,8 @@ def test_against_golden_order(rng, patterns, pause, late):
     drain has that much ``slack``)."""
     top = Harness(patterns=patterns, slack=late)
     dut, G = top.dut, patterns
+    # The entries are the sequencer's: the pattern and the neuron, whatever the lanes.
+    assert dut.pick_wr.data.shape() == pick_layout(max_batch=MAX_BATCH, max_width=MAX_WIDTH)
     seen = {"entries": 0, "layers": 0, "full": 0}
 
     async def bench(ctx):
@@ -111,13 +114,12 @@ def test_against_golden_order(rng, patterns, pause, late):
                 await ctx.tick()
             assert ctx.get(dut.drained) == bs, "the picks were not all drained"
             await ctx.tick()
-            want = golden_list(picks, decisions, G)
+            want = golden_list(picks, decisions)
             assert ctx.get(dut.count) == len(want)
             got = []
             for i in range(len(want)):
                 e = ctx.get(top.mem.data[base + i])
-                got.append((e.mu, e.k, e.grp if G > 1 else e.mu // G,
-                            e.slot if G > 1 else 0))
+                got.append((e.mu, e.k))
             assert got == want, f"layer {layer}"
             seen["entries"] += len(want)
             seen["layers"] += 1
