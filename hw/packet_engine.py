@@ -1,8 +1,5 @@
 """Packet engine of the training core: the host protocol's state machine and its I/O words."""
 
-import functools
-import operator
-
 from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import ReadPort, WritePort
@@ -597,8 +594,9 @@ class PacketEngine(wiring.Component):
                 m.d.sync += io_addr.eq(L_base)
                 m.next = "RH_WAIT0"
 
-            # The H read's latency, then the word is registered before its slots go out:
-            # the slot multiplexer after the block RAMs' own would be too deep for one cycle.
+            # The H read's latency, then the word is registered and its slots go out from
+            # the bottom, the register shifting by a slot after each: no multiplexer over
+            # the word's slots, whose inputs would come from every H block RAM.
             for n in range(self._h_read_latency):
                 with m.State(f"RH_WAIT{n}"):
                     m.d.comb += phase.eq(Phase.IO)
@@ -611,9 +609,7 @@ class PacketEngine(wiring.Component):
 
             with m.State("RH_SEND"):
                 chunk = Signal(4 * HB, name="rh_chunk")
-                picked = [rh_buf.word_select(i, 4 * HB) & slot_eq[i].replicate(4 * HB)
-                          for i in range(Q)]
-                m.d.comb += chunk.eq(functools.reduce(operator.or_, picked))
+                m.d.comb += chunk.eq(rh_buf[:4 * HB])
                 bytes_out = []
                 for b in range(4):
                     # Padding bytes read 0 whatever the lanes past the fan-in hold (weights
@@ -636,7 +632,7 @@ class PacketEngine(wiring.Component):
                         m.d.sync += [*io_v_set(zero=False), io_addr.eq(io_addr + 1)]
                         m.next = "RH_WAIT0"
                     with m.Else():
-                        m.d.sync += io_v_set(zero=False)
+                        m.d.sync += [*io_v_set(zero=False), rh_buf.eq(rh_buf >> (4 * HB))]
 
             # ---- WRITE_P / WRITE_T / READ_P / READ_T ---------------------------------------
             with m.State("WPT_DATA"):
