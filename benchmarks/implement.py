@@ -2,7 +2,9 @@
 
 Usage::
 
-    # ULX3S-85F: synth_ecp5 + nextpnr-ecp5 at 80 MHz, the ulx3s-85f preset (15-30 min)
+    # ULX3S-85F: synth_ecp5 + nextpnr-ecp5 at 80 MHz (--freq), the ulx3s-85f preset
+    # (160 lanes, 10 patterns at once; on the board it routes at 50.10 MHz,
+    # docs/ulx3s.md, so --freq 45 suits it)
     python benchmarks/implement.py ecp5
 
     # PYNQ-Z2 (xc7z020): synth_xilinx only (no open place and route for 7-series), the

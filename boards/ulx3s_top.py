@@ -38,9 +38,9 @@ __all__ = ["BoardSpec", "BOARDS", "BoardBuildError", "make_top", "pll_parameters
            "bridge_parameters", "build_board", "program_board", "add_build_arguments",
            "run_build", "add_program_arguments", "run_program", "DEFAULT_BUILD", "ROUTERS"]
 
-#: The accelerator build of the serial boards by default: the 64-lane build of
-#: ``docs/implementation.md`` (784-135-135 and 784-256-256, minibatches up to 128).
-#: The build of both serial boards: the ``ulx3s-85f`` preset.
+#: The accelerator build of both serial boards by default: the ``ulx3s-85f`` preset, 160
+#: lanes on 10 patterns at once (784-135-135 and up to 800-160-160, minibatches up to
+#: 128).
 DEFAULT_BUILD = ULX3S_85F
 _BUILD_ARGS = ("lanes", "max_layers", "max_width", "max_fan_in", "classes", "max_batch",
                "max_groups", "weight_words", "draw_lanes", "fwd_patterns")
@@ -66,7 +66,7 @@ class BoardSpec:
         The USB-UART's highest rate (the bridge's default).
     clock_mhz : float
         The build clock by default: a multiple of the baud rate (an exact UART divider)
-        that the 64-lane build meets after routing (``docs/ulx3s.md``).
+        that the preset build meets after routing (``docs/ulx3s.md``).
     loader_board : str
         openFPGALoader's ``-b`` name.
     """
@@ -87,9 +87,9 @@ class BoardSpec:
 
 BOARDS = {
     "ulx3s-85f": BoardSpec("ulx3s-85f", "xnorlearn.boards.ulx3s:ULX3S_85F_Platform", 25e6,
-                           3_000_000, 60.0, "ulx3s", "FT231X"),
+                           3_000_000, 45.0, "ulx3s", "FT231X"),
     "ecpix5-85": BoardSpec("ecpix5-85", "xnorlearn.boards.ulx3s:ECPIX5_85_Platform", 100e6,
-                           12_000_000, 60.0, "ecpix5", "FT2232H"),
+                           12_000_000, 48.0, "ecpix5", "FT2232H"),
 }
 
 
@@ -286,7 +286,7 @@ _RESOURCES = {"LUT4": "TRELLIS_COMB", "FF": "TRELLIS_FF", "EBR": "DP16KD", "DSP"
 
 
 def build_board(board="ulx3s-85f", build=None, *, out_dir, clock_mhz=None, baud=None, seed=1,
-                do_build=True, place_only=False, loopback=False, router="router1",
+                do_build=True, place_only=False, loopback=False, router="router2",
                 heatmap=False, timeout=7200, progress=None):
     """Build the bitstream of a serial board into ``out_dir``.
 
@@ -312,9 +312,9 @@ def build_board(board="ulx3s-85f", build=None, *, out_dir, clock_mhz=None, baud=
         Build :class:`~xnorlearn.boards.ulx3s.LoopbackTop` (the UART echoing bytes) instead
         of the accelerator.
     router : str
-        nextpnr's router, one of :data:`ROUTERS` (default ``"router1"``, nextpnr's own
-        default, which the builds in ``docs/ulx3s.md`` were routed with). Neither has
-        finished routing the wide builds there.
+        nextpnr's router, one of :data:`ROUTERS` (default ``"router2"``, which routes the
+        preset build; ``"router1"``, nextpnr's own default, still had 17,645 arcs to
+        route after 520 s on it, ``docs/ulx3s.md``).
     heatmap : bool
         With ``router2``: write its congestion after every iteration
         (``out_dir/heatmap_congestion_by_net_N.csv`` and the like, nextpnr's
@@ -599,14 +599,14 @@ def add_build_arguments(parser):
                        help=f"default the preset's ({getattr(DEFAULT_BUILD, name)} in "
                             f"ulx3s-85f)")
     parser.add_argument("--clock-mhz", type=float, default=None,
-                        help="build clock from the PLL (default 60: exact UART dividers on both "
-                             "boards, and the 64-lane build meets it)")
+                        help="build clock from the PLL (default 45 on the ULX3S, 48 on the "
+                             "ECPIX-5: exact UART dividers, and the preset build meets them)")
     parser.add_argument("--baud", type=int, default=None,
                         help="UART rate (default the USB-UART's highest: 3,000,000 on the "
                              "ULX3S, 12,000,000 on the ECPIX-5)")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placer seed")
-    parser.add_argument("--router", choices=ROUTERS, default="router1",
-                        help="nextpnr's router")
+    parser.add_argument("--router", choices=ROUTERS, default="router2",
+                        help="nextpnr's router (default router2)")
     parser.add_argument("--heatmap", action="store_true",
                         help="with --router router2: its congestion after every iteration "
                              "in OUT/heatmap_*.csv (benchmarks/congestion.py sums it by "

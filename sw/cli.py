@@ -20,7 +20,7 @@ __all__ = ["main", "build_parser"]
 DEVICES = ("golden", "sim", "pynq", "ulx3s")
 #: Clock at which the simulated board's cycles are turned into FPGA throughput by default,
 #: per preset: the PYNQ-Z2 overlay's fabric clock and the ULX3S-85F build's PLL clock.
-PRESET_CLOCK_MHZ = {"pynq-z2": 100.0, "ulx3s-85f": 60.0}
+PRESET_CLOCK_MHZ = {"pynq-z2": 100.0, "ulx3s-85f": 45.0}
 #: Build parameters that ``--device sim`` takes (default: the board build).
 BUILD_OPTIONS = ("lanes", "max_layers", "max_width", "max_fan_in", "max_batch", "max_groups",
                  "draw_lanes", "fwd_patterns")

@@ -298,12 +298,14 @@ class Build:
 #: start from these, and explicit parameters override them. ``pynq-z2``: the overlay's
 #: build, three layers of up to 256 neurons on up to 1,024 inputs, the forward pass on 10
 #: patterns at once (640 XNORs per cycle) and 32 draws per cycle. ``ulx3s-85f``: two
-#: layers, so that ``H`` and ``W`` fit the ECP5-85F's block RAM beside the serial bridge
-#: (192 of 208 DP16KD), one pattern at a time: the wider forward passes tried on the
-#: ECP5-85F do not place at its 60 MHz (``docs/ulx3s.md``).
+#: layers of up to 160 neurons on up to 800 inputs in 160-lane words (784 inputs in 5
+#: words, 135 in one), the forward pass on 10 patterns at once (1,600 XNORs per cycle)
+#: and 16 draws per cycle: the build that routes on the ECP5-85F at its 45 MHz
+#: (``docs/ulx3s.md``).
 PRESETS = {
     "pynq-z2": {"draw_lanes": 32, "fwd_patterns": 10},
-    "ulx3s-85f": {"max_layers": 2},
+    "ulx3s-85f": {"lanes": 160, "max_layers": 2, "max_width": 160, "max_fan_in": 800,
+                  "draw_lanes": 16, "fwd_patterns": 10},
 }
 
 
