@@ -85,11 +85,11 @@ class TrainerCore(wiring.Component):
 
     A minibatch of ``bs`` patterns thus takes
     ``ceil(bs / G) * sum_l K_l * ceil(K_{l-1} / lanes)`` cycles of forward pass, plus about
-    15 cycles per layer (and the copy of the first group's words into the cache,
-    ``G * ceil(K_{l-1} / lanes)`` cycles, for every layer after the first), plus the last layer's CP words (picks times
-    ``ceil(K_{L-1} / lanes)``) and any earlier layer's that outlast the next forward pass,
-    plus the load of the first group (``1 + ceil(K_0 / 32)`` words per pattern) and about
-    20 cycles of drains and response, plus the part of the last minibatch's sweeps
+    15 cycles per layer (and, for every layer after the first, the copy of its first
+    group's words into the cache: ``G * ceil(K_{l-1} / lanes)`` cycles), plus the last
+    layer's CP words (picks times ``ceil(K_{L-1} / lanes)``) and any earlier layer's that
+    outlast the next forward pass, plus the load of the first group (``1 + ceil(K_0 /
+    32)`` words per pattern) and about 20 cycles of drains and response, plus the part of the last minibatch's sweeps
     (``sum_l K_l * ceil(K_{l-1} / lanes) * lanes / draw_lanes`` cycles) that its load and
     forward passes do not hide. Each busy cycle is counted once, under ``phase``:
     ``FORWARD`` while the forward pass streams (whatever runs beside it), ``UPDATE`` /
