@@ -446,9 +446,10 @@ def _synth_with_abc(out, say, timeout, error):
     """Synthesis with Yosys' ``abc -lut 4`` in place of ``synth_ecp5``'s ``abc9``.
 
     Some builds make ABC9's reintegration fail the same assertion from the design's
-    Verilog too (the 160-lane build with 16 draws per cycle). ``synth_ecp5`` runs up to
-    its LUT mapping, ABC maps the LUTs, and ``synth_ecp5`` goes on from its cell mapping:
-    the same flow with the older mapper, which does not see the carry chains' delays.
+    Verilog too (the 160-lane build with 16 draws per cycle before e9c0495).
+    ``synth_ecp5`` runs up to its LUT mapping, ABC maps the LUTs, and ``synth_ecp5`` goes
+    on from its cell mapping: the same flow with the older mapper, which does not see the
+    carry chains' delays.
     """
     say(f"  {error}\n  synthesis again with LUTs mapped by ABC instead of ABC9...")
     script = (out / "top.ys").read_text()
